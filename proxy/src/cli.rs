@@ -1,0 +1,154 @@
+//! The `outpost` command line: `serve` (config file, quick mode, or the built-in default)
+//! and `check`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{BackendConfig, Config, LimitsConfig, ServiceConfig};
+use crate::demo;
+use crate::node::Node;
+
+/// Outpost: a self-hostable edge compute node that runs a fresh WebAssembly guest for
+/// every request.
+#[derive(Debug, Parser)]
+#[command(name = "outpost", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve requests. With no options, starts the built-in demo (example guests and a demo
+    /// origin); with `--config`, serves a config file; with `--guest`, serves one guest for
+    /// every host (quick mode).
+    Serve(ServeArgs),
+    /// Validate a config file and compile every guest it names, then exit.
+    Check {
+        /// The config file to check.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+/// Options of `outpost serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// A config file (TOML). Cannot be combined with quick-mode options.
+    #[arg(long, short, conflicts_with_all = ["guest", "backends"])]
+    pub config: Option<PathBuf>,
+    /// Quick mode: the guest component (.wasm) that answers every host.
+    #[arg(long)]
+    pub guest: Option<PathBuf>,
+    /// Quick mode: a backend the guest may fetch as `http://NAME/...`, given as NAME=URL.
+    /// Repeatable.
+    #[arg(long = "backend", value_name = "NAME=URL", requires = "guest")]
+    pub backends: Vec<String>,
+    /// Address to listen on for plain HTTP (quick mode and the default).
+    #[arg(long, default_value = "127.0.0.1:7676", conflicts_with = "config")]
+    pub listen: SocketAddr,
+    /// Where the built-in demo origin listens (default mode only).
+    #[arg(long, default_value = demo::DEMO_ORIGIN, conflicts_with_all = ["config", "guest"])]
+    pub demo_origin: SocketAddr,
+}
+
+/// Parses the command line and runs it.
+pub fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => {
+            let config = Config::load(&config)?;
+            let services = config.services.len();
+            Node::build(config)?;
+            println!("ok: {services} service(s); every guest compiles and links");
+            Ok(())
+        }
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let (config, demo_origin) = if let Some(path) = &args.config {
+        (Config::load(path)?, None)
+    } else if let Some(guest) = &args.guest {
+        (quick_config(guest, &args.backends, args.listen)?, None)
+    } else {
+        let config = demo::default_config(args.listen, args.demo_origin)
+            .context("writing the built-in example guests to the temp directory")?;
+        (config, Some(args.demo_origin))
+    };
+    let node = Node::build(config)?;
+    if let Some(origin) = demo_origin {
+        demo::spawn_demo_origin(origin).with_context(|| {
+            format!("starting the demo origin on {origin} (pick another with --demo-origin)")
+        })?;
+        let base = format!("{}", args.listen);
+        println!("Outpost is serving the built-in demo. Try:");
+        println!(
+            "  curl http://{base}/                      # origin-proxy guest -> demo origin on {origin}"
+        );
+        println!(
+            "  curl http://hello.localhost:{}/   # hello guest",
+            args.listen.port()
+        );
+        println!("  curl -H 'Host: hello.localhost' http://{base}/");
+    } else {
+        for url in node.urls() {
+            println!("Outpost is serving on {url}");
+        }
+    }
+    if !node.is_pooling() {
+        println!("warning: running without the pooling allocator; instantiation will be slower");
+    }
+    node.run_forever()
+}
+
+/// The config for `serve --guest PATH --backend NAME=URL --listen ADDR`: one service that
+/// answers every host.
+pub fn quick_config(
+    guest: &std::path::Path,
+    backends: &[String],
+    listen: SocketAddr,
+) -> anyhow::Result<Config> {
+    let mut named = BTreeMap::new();
+    for spec in backends {
+        let Some((name, url)) = spec.split_once('=') else {
+            bail!(
+                "--backend `{spec}`: expected NAME=URL, e.g. --backend origin=http://127.0.0.1:8080"
+            );
+        };
+        if named
+            .insert(name.trim().to_owned(), BackendConfig::from_url(url.trim()))
+            .is_some()
+        {
+            bail!("--backend `{name}` is given twice");
+        }
+    }
+    let mut services = BTreeMap::new();
+    services.insert(
+        "default".to_owned(),
+        ServiceConfig {
+            domains: vec!["*".into()],
+            guest: guest.to_owned(),
+            limits: LimitsConfig::default(),
+            backends: named,
+        },
+    );
+    let mut config = Config {
+        server: Default::default(),
+        tls: None,
+        runtime: Default::default(),
+        services,
+        base_dir: std::env::current_dir().context("reading the current directory")?,
+        source: "command line".into(),
+    };
+    config.server.listen = vec![listen];
+    config.validate()?;
+    Ok(config)
+}

@@ -1,0 +1,99 @@
+//! What guests may call beyond computing: today, outgoing HTTP to named backends.
+//!
+//! Every `wasi:http/outgoing-handler.handle` a guest makes lands in
+//! [`EdgeHooks::send_request`]. The request's authority must name one of the service's
+//! configured backends; anything else fails with `HTTP-request-denied`, which the guest sees
+//! as a typed error. The host never connects anywhere the config did not name, and a request
+//! may make at most `limits.max_backend_requests` fetches.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+
+use crate::backend::Backend;
+
+/// The named backends of one service.
+pub type Backends = BTreeMap<String, Arc<Backend>>;
+
+/// Per-request egress policy, stored in the guest's `Store`.
+pub struct EdgeHooks {
+    service: Arc<str>,
+    request_id: Arc<str>,
+    backends: Arc<Backends>,
+    remaining_requests: u32,
+}
+
+impl EdgeHooks {
+    /// Hooks for one request of `service`, allowing `max_requests` backend fetches.
+    pub fn new(
+        service: Arc<str>,
+        request_id: Arc<str>,
+        backends: Arc<Backends>,
+        max_requests: u32,
+    ) -> Self {
+        Self {
+            service,
+            request_id,
+            backends,
+            remaining_requests: max_requests,
+        }
+    }
+}
+
+type SendResult = Result<
+    (
+        http::Response<WasiBody>,
+        Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ),
+    HttpError,
+>;
+
+impl WasiHttpHooks for EdgeHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        _options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> Box<dyn Future<Output = SendResult> + Send> {
+        let name = request
+            .uri()
+            .host()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let Some(backend) = self.backends.get(&name).cloned() else {
+            tracing::warn!(
+                service = %self.service,
+                request_id = %self.request_id,
+                "guest fetch to `{name}` denied: not a backend of this service (configured: {})",
+                self.backends.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+        };
+        if self.remaining_requests == 0 {
+            tracing::warn!(
+                service = %self.service,
+                request_id = %self.request_id,
+                "guest fetch to `{name}` denied: backend request limit reached"
+            );
+            return Box::new(async { Err(HttpError::ConnectionLimitReached) });
+        }
+        self.remaining_requests -= 1;
+        Box::new(async move {
+            let response = backend.send(request).await?;
+            let io_done: Box<dyn Future<Output = Result<(), HttpError>> + Send> =
+                Box::new(async { Ok(()) });
+            Ok((response, io_done))
+        })
+    }
+
+    fn set_host_header(&mut self) -> bool {
+        // The backend decides the Host header (its URL's host or its override).
+        false
+    }
+
+    fn default_scheme(&mut self) -> Option<http::uri::Scheme> {
+        Some(http::uri::Scheme::HTTP)
+    }
+}

@@ -1,0 +1,155 @@
+//! Assembles a running node from a validated [`Config`]: the runtime, every service's guest
+//! and backends, the router, the TLS resolver, and pingora's listeners.
+//!
+//! All the expensive and fallible work (compiling guests, reading certificates) happens in
+//! [`Node::build`], before any listener opens, so `outpost check` and `outpost serve` fail
+//! the same way on the same config.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use pingora_core::listeners::tls::TlsSettings;
+use pingora_core::server::Server;
+use pingora_core::server::configuration::ServerConf;
+use pingora_core::services::listening::Service as ListeningService;
+
+use crate::backend::{Backend, BackendError};
+use crate::config::{Config, normalize_domain};
+use crate::runtime::{Guest, Runtime, RuntimeError};
+use crate::server::{EdgeApp, Router, Service};
+use crate::tls::{SniResolver, TlsError};
+
+/// Anything that stops a node from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// A guest or the engine failed.
+    #[error("service `{service}`: {source}")]
+    Guest {
+        /// The service whose guest failed.
+        service: String,
+        /// What failed.
+        source: RuntimeError,
+    },
+    /// The engine itself failed.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// A backend could not be built.
+    #[error("service `{service}`: {source}")]
+    Backend {
+        /// The service that owns the backend.
+        service: String,
+        /// What failed.
+        source: BackendError,
+    },
+    /// Certificates could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// A node ready to serve: everything compiled and loaded, no socket open yet.
+pub struct Node {
+    config: Config,
+    app: EdgeApp,
+    sni: Option<Arc<SniResolver>>,
+    runtime: Arc<Runtime>,
+}
+
+impl Node {
+    /// Compiles every guest, builds every backend and loads every certificate.
+    pub fn build(config: Config) -> Result<Node, NodeError> {
+        let max_memory = config
+            .services
+            .values()
+            .map(|s| s.limits.memory_mib)
+            .max()
+            .unwrap_or(128)
+            << 20;
+        let runtime = Arc::new(Runtime::new(&config.runtime, max_memory)?);
+        let mut router = Router::default();
+        for (name, service_config) in &config.services {
+            let path = config.resolve(&service_config.guest);
+            let guest = Guest::load(&runtime, &path).map_err(|source| NodeError::Guest {
+                service: name.clone(),
+                source,
+            })?;
+            let mut backends = BTreeMap::new();
+            for (backend_name, backend_config) in &service_config.backends {
+                let backend = Backend::new(backend_name, backend_config, &config.base_dir)
+                    .map_err(|source| NodeError::Backend {
+                        service: name.clone(),
+                        source,
+                    })?;
+                backends.insert(backend_name.to_ascii_lowercase(), Arc::new(backend));
+            }
+            let service = Arc::new(Service {
+                name: name.as_str().into(),
+                guest,
+                limits: service_config.limits,
+                backends: Arc::new(backends),
+            });
+            for domain in &service_config.domains {
+                let domain = normalize_domain(domain).expect("validated by Config::validate");
+                router.add(&domain, service.clone());
+            }
+        }
+        let sni = match &config.tls {
+            Some(tls) => Some(Arc::new(SniResolver::load(&config, tls)?)),
+            None => None,
+        };
+        let app = EdgeApp::new(router, runtime.clone(), config.server.clone());
+        Ok(Node {
+            config,
+            app,
+            sni,
+            runtime,
+        })
+    }
+
+    /// Whether guests run from the pooling allocator (false after a fallback).
+    pub fn is_pooling(&self) -> bool {
+        self.runtime.is_pooling()
+    }
+
+    /// Opens the listeners and serves until SIGINT/SIGTERM. Never returns.
+    pub fn run_forever(self) -> ! {
+        let mut conf = ServerConf::default();
+        conf.threads = match self.config.server.threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        conf.grace_period_seconds = Some(1);
+        conf.graceful_shutdown_timeout_seconds = Some(10);
+        let mut server = Server::new_with_opt_and_conf(None, conf);
+        server.bootstrap();
+        let mut service = ListeningService::new("outpost edge".to_owned(), self.app);
+        for addr in &self.config.server.listen {
+            service.add_tcp(&addr.to_string());
+        }
+        if let (Some(tls), Some(sni)) = (&self.config.tls, &self.sni) {
+            for addr in &tls.listen {
+                let mut settings =
+                    TlsSettings::intermediate("", "").expect("TLS settings without files");
+                settings.set_cert_resolver(sni.clone());
+                settings.enable_h2();
+                service.add_tls_with_settings(&addr.to_string(), None, settings);
+            }
+        }
+        server.add_service(service);
+        server.run_forever()
+    }
+
+    /// The URLs the listeners answer on, for the startup banner.
+    pub fn urls(&self) -> Vec<String> {
+        let mut urls: Vec<String> = self
+            .config
+            .server
+            .listen
+            .iter()
+            .map(|a| format!("http://{a}/"))
+            .collect();
+        if let Some(tls) = &self.config.tls {
+            urls.extend(tls.listen.iter().map(|a| format!("https://{a}/")));
+        }
+        urls
+    }
+}

@@ -1,0 +1,472 @@
+//! The front end: pingora accepts HTTP/1.1, h2c and TLS (HTTP/2 by ALPN), the Host header
+//! picks a service, and the request streams into a fresh guest while its response streams
+//! back to the client.
+//!
+//! Promises:
+//! - A request for a host no service claims gets a 404 from the node itself.
+//! - Request heads over `server.max_header_bytes` get 431, bodies over the service's
+//!   `max_request_body_bytes` get 413, malformed HTTP gets 400 (or the connection closed).
+//! - A guest failure before its response head is a 5xx for that request only (504 for the
+//!   deadline); after the head, the response is cut off rather than made to look complete.
+//! - Every response carries `x-outpost-request-id`, the id the node's log lines use.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http_body_util::{BodyExt, Empty};
+use pingora_core::apps::{
+    HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream,
+};
+use pingora_core::protocols::http::ServerSession;
+use pingora_core::server::ShutdownWatch;
+use pingora_http::{RequestHeader, ResponseHeader};
+use wasmtime_wasi_http::{Error as HttpError, WasiBody};
+
+use crate::backend::strip_hop_by_hop;
+use crate::config::{LimitsConfig, ServerConfig};
+use crate::host::{Backends, EdgeHooks};
+use crate::runtime::{Guest, GuestFailure, GuestResponse, Runtime};
+
+/// The response header that carries the request id.
+pub const REQUEST_ID_HEADER: &str = "x-outpost-request-id";
+
+/// One service as the front end sees it: a guest, its limits and its backends.
+pub struct Service {
+    /// The service's name from the config.
+    pub name: Arc<str>,
+    /// The compiled guest.
+    pub guest: Guest,
+    /// Per-request limits.
+    pub limits: LimitsConfig,
+    /// Named origins the guest may fetch from.
+    pub backends: Arc<Backends>,
+}
+
+/// Maps a request's host to its service: exact names first, then the longest wildcard
+/// suffix (`*.example.com` matches any depth below `example.com`), then `*`.
+#[derive(Default)]
+pub struct Router {
+    exact: HashMap<String, Arc<Service>>,
+    suffix: HashMap<String, Arc<Service>>,
+    any: Option<Arc<Service>>,
+}
+
+impl Router {
+    /// Routes `domain` (already normalised by the config) to `service`.
+    pub fn add(&mut self, domain: &str, service: Arc<Service>) {
+        if domain == "*" {
+            self.any = Some(service);
+        } else if let Some(suffix) = domain.strip_prefix('*') {
+            self.suffix.insert(suffix.to_owned(), service);
+        } else {
+            self.exact.insert(domain.to_owned(), service);
+        }
+    }
+
+    /// The service for `host` (lower-case, without port), if any.
+    pub fn lookup(&self, host: &str) -> Option<&Arc<Service>> {
+        if let Some(service) = self.exact.get(host) {
+            return Some(service);
+        }
+        let mut rest = host;
+        while let Some(dot) = rest.find('.') {
+            if let Some(service) = self.suffix.get(&rest[dot..]) {
+                return Some(service);
+            }
+            rest = &rest[dot + 1..];
+        }
+        self.any.as_ref()
+    }
+}
+
+/// Request ids: a random per-process prefix and a counter, cheap and unique enough to grep.
+struct RequestIds {
+    prefix: u32,
+    counter: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        let prefix = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish() as u32;
+        Self {
+            prefix,
+            counter: AtomicU64::new(1),
+        }
+    }
+
+    fn next(&self) -> Arc<str> {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!("{:08x}{:08x}", self.prefix, n).into()
+    }
+}
+
+/// The pingora application that serves every listener.
+pub struct EdgeApp {
+    router: Router,
+    runtime: Arc<Runtime>,
+    limits: ServerConfig,
+    options: HttpServerOptions,
+    ids: RequestIds,
+}
+
+impl EdgeApp {
+    /// An app routing with `router`, running guests on `runtime`.
+    pub fn new(router: Router, runtime: Arc<Runtime>, limits: ServerConfig) -> Self {
+        let mut options = HttpServerOptions::default();
+        options.h2c = true;
+        Self {
+            router,
+            runtime,
+            limits,
+            options,
+            ids: RequestIds::new(),
+        }
+    }
+
+    /// Serves one request; returns whether the connection may be reused.
+    async fn serve(&self, session: &mut ServerSession) -> bool {
+        let request_id = self.ids.next();
+        let head = session.req_header();
+        if head_size(head) > self.limits.max_header_bytes {
+            return respond(
+                session,
+                431,
+                &request_id,
+                "request header fields too large\n",
+            )
+            .await
+                && false;
+        }
+        let Some((host, authority)) = request_host(head) else {
+            return respond(session, 400, &request_id, "request has no Host\n").await && false;
+        };
+        let Some(service) = self.router.lookup(&host).cloned() else {
+            let _ = session.drain_request_body().await;
+            let text = format!("no service is configured for host `{host}`\n");
+            return respond(session, 404, &request_id, &text).await;
+        };
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let scheme = if tls {
+            http::uri::Scheme::HTTPS
+        } else {
+            http::uri::Scheme::HTTP
+        };
+        let path = head.uri.path_and_query().map_or("/", |p| p.as_str());
+        let uri = match http::Uri::builder()
+            .scheme(scheme.clone())
+            .authority(authority.as_str())
+            .path_and_query(path)
+            .build()
+        {
+            Ok(uri) => uri,
+            Err(_) => {
+                return respond(session, 400, &request_id, "malformed request target\n").await
+                    && false;
+            }
+        };
+        let mut builder = http::Request::builder()
+            .method(head.method.clone())
+            .uri(uri);
+        if let Some(headers) = builder.headers_mut() {
+            *headers = head.headers.clone();
+            strip_hop_by_hop(headers);
+        }
+
+        let has_body = !session.is_body_empty();
+        let (mut body_tx, body): (_, WasiBody) = if has_body {
+            let (tx, rx) = http_body_util::channel::Channel::<Bytes, HttpError>::new(2);
+            (Some(tx), rx.boxed_unsync())
+        } else {
+            (
+                None,
+                Empty::new().map_err(|never| match never {}).boxed_unsync(),
+            )
+        };
+        let Ok(request) = builder.body(body) else {
+            return respond(session, 400, &request_id, "malformed request\n").await && false;
+        };
+
+        let started = Instant::now();
+        let hooks = EdgeHooks::new(
+            service.name.clone(),
+            request_id.clone(),
+            service.backends.clone(),
+            service.limits.max_backend_requests,
+        );
+        let start = self
+            .runtime
+            .start(&service.guest, &service.limits, hooks, request, scheme);
+        tokio::pin!(start);
+
+        // Feed the request body to the guest until it answers.
+        let mut received: u64 = 0;
+        let mut body_complete = !has_body;
+        let outcome = loop {
+            let Some(tx) = body_tx.as_mut() else {
+                break start.as_mut().await;
+            };
+            tokio::select! {
+                biased;
+                outcome = start.as_mut() => break outcome,
+                chunk = session.read_request_body() => match chunk {
+                    Ok(Some(data)) => {
+                        received += data.len() as u64;
+                        if received > service.limits.max_request_body_bytes {
+                            if let Some(tx) = body_tx.take() {
+                                tx.abort(HttpError::HttpRequestBodySize(Some(received)));
+                            }
+                            let text = format!("request body exceeds {} bytes\n", service.limits.max_request_body_bytes);
+                            return respond(session, 413, &request_id, &text).await && false;
+                        }
+                        tokio::select! {
+                            biased;
+                            outcome = start.as_mut() => break outcome,
+                            sent = tx.send_data(data) => if sent.is_err() {
+                                // The guest dropped the body; keep reading so the connection stays usable.
+                                body_tx = None;
+                            },
+                        }
+                    }
+                    Ok(None) => {
+                        body_tx = None;
+                        body_complete = true;
+                    }
+                    Err(e) => {
+                        tracing::debug!(service = %service.name, request_id = %request_id, "reading the request body failed: {e}");
+                        if let Some(tx) = body_tx.take() {
+                            tx.abort(HttpError::HttpRequestBodySize(Some(received)));
+                        }
+                        return false;
+                    }
+                },
+            }
+        };
+        if let Some(tx) = body_tx.take() {
+            // The guest answered before the whole body arrived; it will not see more.
+            tx.abort(HttpError::ConnectionTerminated);
+        }
+
+        match outcome {
+            Err(failure) => {
+                log_failure(&service.name, &request_id, &failure, None);
+                let text = format!("{} (request id {request_id})\n", failure_message(&failure));
+                respond(session, failure.status(), &request_id, &text).await && body_complete
+            }
+            Ok(response) => {
+                let sent = self
+                    .stream_response(session, &service, &request_id, response)
+                    .await;
+                tracing::trace!(service = %service.name, request_id = %request_id, elapsed = ?started.elapsed(), "request done");
+                sent && body_complete
+            }
+        }
+    }
+
+    /// Writes the guest's response head and streams its body. Returns false when the
+    /// response could not be completed (the connection must then close, cutting the body).
+    async fn stream_response(
+        &self,
+        session: &mut ServerSession,
+        service: &Service,
+        request_id: &Arc<str>,
+        response: GuestResponse,
+    ) -> bool {
+        let GuestResponse {
+            response,
+            invocation,
+        } = response;
+        let (parts, mut body) = response.into_parts();
+        let mut headers = parts.headers;
+        strip_hop_by_hop(&mut headers);
+        let mut head = match ResponseHeader::build(parts.status, Some(headers.len() + 2)) {
+            Ok(head) => head,
+            Err(_) => return false,
+        };
+        for (name, value) in headers.iter() {
+            let _ = head.append_header(name.clone(), value.clone());
+        }
+        let _ = head.insert_header(REQUEST_ID_HEADER, request_id.as_ref());
+        let http11 = session.req_header().version >= http::Version::HTTP_11;
+        let bodiless = session.req_header().method == http::Method::HEAD
+            || parts.status.is_informational()
+            || parts.status == http::StatusCode::NO_CONTENT
+            || parts.status == http::StatusCode::NOT_MODIFIED;
+        if !session.is_http2()
+            && http11
+            && !bodiless
+            && !headers.contains_key(header::CONTENT_LENGTH)
+        {
+            // Without a length, pingora frames HTTP/1.1 bodies by closing the connection.
+            let _ = head.insert_header(
+                header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
+            );
+        }
+        if let Err(e) = session.write_response_header(Box::new(head)).await {
+            tracing::debug!(request_id = %request_id, "writing the response head failed: {e}");
+            return false;
+        }
+        loop {
+            match body.frame().await {
+                None => break,
+                Some(Ok(frame)) => {
+                    let frame = match frame.into_data() {
+                        Ok(data) => {
+                            if data.is_empty() {
+                                continue;
+                            }
+                            if let Err(e) = session.write_response_body(data, false).await {
+                                tracing::debug!(request_id = %request_id, "client went away mid-body: {e}");
+                                return false;
+                            }
+                            continue;
+                        }
+                        Err(frame) => frame,
+                    };
+                    if let Ok(trailers) = frame.into_trailers()
+                        && session.write_response_trailers(trailers).await.is_err()
+                    {
+                        return false;
+                    }
+                }
+                Some(Err(e)) => {
+                    let done = invocation.finish().await;
+                    let failure = done
+                        .outcome
+                        .err()
+                        .unwrap_or(GuestFailure::Trap(format!("response body failed: {e}")));
+                    log_failure(&service.name, request_id, &failure, Some(&done.stderr));
+                    return false;
+                }
+            }
+        }
+        // A body stream also ends when a guest dies mid-body, so only finish the response
+        // once the guest itself has ended cleanly.
+        let done = invocation.finish().await;
+        if let Err(failure) = &done.outcome {
+            log_failure(&service.name, request_id, failure, Some(&done.stderr));
+            return false;
+        }
+        if !done.stderr.is_empty() {
+            tracing::info!(service = %service.name, request_id = %request_id, "guest stderr: {}", done.stderr);
+        }
+        session.finish_body().await.is_ok()
+    }
+}
+
+fn failure_message(failure: &GuestFailure) -> &'static str {
+    match failure {
+        GuestFailure::Timeout => "the service did not answer within its deadline",
+        GuestFailure::ErrorCode(_) => "the service could not reach its origin",
+        _ => "the service failed to handle this request",
+    }
+}
+
+fn log_failure(service: &str, request_id: &str, failure: &GuestFailure, stderr: Option<&str>) {
+    let stderr = stderr
+        .filter(|s| !s.is_empty())
+        .map(|s| format!("; guest stderr: {s}"))
+        .unwrap_or_default();
+    tracing::warn!(service = %service, request_id = %request_id, kind = failure.kind(), "{failure}{stderr}");
+}
+
+/// The request's host, lower-cased without port, and the authority as sent.
+fn request_host(head: &RequestHeader) -> Option<(String, String)> {
+    let authority = match head.uri.authority() {
+        Some(authority) => authority.as_str().to_owned(),
+        None => head
+            .headers
+            .get(header::HOST)?
+            .to_str()
+            .ok()?
+            .trim()
+            .to_owned(),
+    };
+    let parsed: http::uri::Authority = authority.parse().ok()?;
+    let host = parsed.host().trim_end_matches('.').to_ascii_lowercase();
+    if host.is_empty() {
+        return None;
+    }
+    Some((host, authority))
+}
+
+fn head_size(head: &RequestHeader) -> usize {
+    let target = head.uri.path_and_query().map_or(1, |p| p.as_str().len());
+    head.headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum::<usize>()
+        + target
+        + head.method.as_str().len()
+        + 12
+}
+
+/// Sends a small plain-text response generated by the node. Returns whether it was sent.
+async fn respond(session: &mut ServerSession, status: u16, request_id: &str, text: &str) -> bool {
+    let Ok(mut head) = ResponseHeader::build(status, Some(4)) else {
+        return false;
+    };
+    let _ = head.insert_header(header::CONTENT_TYPE, "text/plain; charset=utf-8");
+    let _ = head.insert_header(header::CONTENT_LENGTH, text.len().to_string());
+    let _ = head.insert_header(REQUEST_ID_HEADER, request_id);
+    if status >= 400 && status != 404 {
+        let _ = head.insert_header(header::CACHE_CONTROL, "no-store");
+    }
+    session.write_response_header(Box::new(head)).await.is_ok()
+        && session
+            .write_response_body(Bytes::copy_from_slice(text.as_bytes()), true)
+            .await
+            .is_ok()
+}
+
+#[async_trait]
+impl HttpServerApp for EdgeApp {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        session.set_read_timeout(Some(Duration::from_secs(self.limits.read_timeout_secs)));
+        session.set_write_timeout(Some(Duration::from_secs(self.limits.write_timeout_secs)));
+        match session.read_request().await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                tracing::debug!("refusing a malformed request: {e}");
+                let id = self.ids.next();
+                let status = if e.to_string().contains("larger than") {
+                    431
+                } else {
+                    400
+                };
+                let _ = respond(&mut session, status, &id, "malformed request\n").await;
+                return None;
+            }
+        }
+        if *shutdown.borrow() {
+            session.set_keepalive(None);
+        } else {
+            session.set_keepalive(Some(self.limits.keepalive_timeout_secs));
+        }
+        if !self.serve(&mut session).await {
+            return None;
+        }
+        let persistent = HttpPersistentSettings::for_session(&session);
+        match session.finish().await {
+            Ok(Some(stream)) => Some(ReusedHttpStream::from_reusable_stream(stream, persistent)),
+            _ => None,
+        }
+    }
+
+    fn server_options(&self) -> Option<&HttpServerOptions> {
+        Some(&self.options)
+    }
+}

@@ -1,0 +1,150 @@
+//! Certificates for the HTTPS listeners, chosen per connection by SNI.
+//!
+//! pingora's `TlsSettings` holds one certificate per listener; an edge node serves many
+//! domains on one address, so we hand rustls our own [`SniResolver`]. Exact names win over
+//! wildcards (`*.example.com` covers one or more labels below `example.com`); a client that
+//! sends no SNI, or an unknown name, gets the first configured certificate, as nginx's
+//! default server would.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+use crate::config::{Config, TlsConfig, normalize_domain};
+
+/// Errors loading certificates, naming the file at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {reason}\n  fix: {fix}")]
+pub struct TlsError {
+    file: String,
+    reason: String,
+    fix: &'static str,
+}
+
+/// Picks the certificate for a TLS handshake by its SNI name.
+pub struct SniResolver {
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    suffix: HashMap<String, Arc<CertifiedKey>>,
+    default: Arc<CertifiedKey>,
+}
+
+impl fmt::Debug for SniResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SniResolver")
+            .field("exact", &self.exact.keys().collect::<Vec<_>>())
+            .field("wildcard", &self.suffix.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl SniResolver {
+    /// Loads every `[[tls.certificates]]` entry of `config`.
+    pub fn load(config: &Config, tls: &TlsConfig) -> Result<SniResolver, TlsError> {
+        let mut exact = HashMap::new();
+        let mut suffix = HashMap::new();
+        let mut first = None;
+        for entry in &tls.certificates {
+            let key = Arc::new(load_certified_key(
+                &config.resolve(&entry.cert),
+                &config.resolve(&entry.key),
+            )?);
+            first.get_or_insert_with(|| key.clone());
+            for domain in &entry.domains {
+                let domain = normalize_domain(domain).map_err(|reason| TlsError {
+                    file: config.source.clone(),
+                    reason: format!("tls.certificates: domain `{domain}` {reason}"),
+                    fix: "use `example.com` or `*.example.com`",
+                })?;
+                match domain.strip_prefix('*') {
+                    Some(rest) => suffix.insert(rest.to_owned(), key.clone()),
+                    None => exact.insert(domain, key.clone()),
+                };
+            }
+        }
+        let default = first.ok_or_else(|| TlsError {
+            file: config.source.clone(),
+            reason: "no certificate configured".into(),
+            fix: "add [[tls.certificates]]",
+        })?;
+        Ok(SniResolver {
+            exact,
+            suffix,
+            default,
+        })
+    }
+
+    fn find(&self, name: &str) -> Arc<CertifiedKey> {
+        let name = name.to_ascii_lowercase();
+        if let Some(key) = self.exact.get(&name) {
+            return key.clone();
+        }
+        let mut rest = name.as_str();
+        while let Some(dot) = rest.find('.') {
+            if let Some(key) = self.suffix.get(&rest[dot..]) {
+                return key.clone();
+            }
+            rest = &rest[dot + 1..];
+        }
+        self.default.clone()
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(match hello.server_name() {
+            Some(name) => self.find(name),
+            None => self.default.clone(),
+        })
+    }
+}
+
+fn load_certified_key(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, TlsError> {
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|e| TlsError {
+            file: path.display().to_string(),
+            reason: format!("cannot read: {e}"),
+            fix: "check the path and permissions",
+        })
+    };
+    let cert_pem = read(cert_path)?;
+    let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError {
+            file: cert_path.display().to_string(),
+            reason: format!("not a PEM certificate chain: {e}"),
+            fix: "give a PEM file with the leaf certificate first",
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError {
+            file: cert_path.display().to_string(),
+            reason: "no certificate found".into(),
+            fix: "give a PEM file with `-----BEGIN CERTIFICATE-----` blocks",
+        });
+    }
+    let key_pem = read(key_path)?;
+    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+        .ok()
+        .flatten()
+        .ok_or_else(|| TlsError {
+            file: key_path.display().to_string(),
+            reason: "no private key found".into(),
+            fix: "give a PEM PKCS#8, PKCS#1 or SEC1 private key",
+        })?;
+    let signing_key =
+        rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| TlsError {
+            file: key_path.display().to_string(),
+            reason: format!("unsupported private key: {e}"),
+            fix: "use an RSA, ECDSA P-256/P-384 or Ed25519 key",
+        })?;
+    let certified = CertifiedKey::new(certs, signing_key);
+    certified.keys_match().map_err(|e| TlsError {
+        file: key_path.display().to_string(),
+        reason: format!("the key does not match {}: {e}", cert_path.display()),
+        fix: "pair each certificate with its own key",
+    })?;
+    Ok(certified)
+}

@@ -1,0 +1,73 @@
+//! # Outpost guest SDK
+//!
+//! Write an edge program as one function from request to response. The node runs a fresh
+//! instance of it for every request, so there is no state to leak between requests and
+//! nothing to clean up.
+//!
+//! ```no_run
+//! use outpost::{Error, Request, Response};
+//!
+//! #[outpost::main]
+//! fn main(mut req: Request) -> Result<Response, Error> {
+//!     if req.path() == "/hello" {
+//!         return Ok(Response::text("hello from the edge\n"));
+//!     }
+//!     // Everything else goes to the backend named `origin` in the node's config.
+//!     req.set_header("x-edge", "outpost");
+//!     let mut response = req.send("origin")?;
+//!     response.set_header("x-served-by", "outpost");
+//!     Ok(response)
+//! }
+//! ```
+//!
+//! Build it with `cargo build --release --target wasm32-wasip2` (crate type `cdylib`) and
+//! serve it with `outpost serve --guest target/wasm32-wasip2/release/NAME.wasm --backend
+//! origin=http://127.0.0.1:8080`.
+//!
+//! - [`Request`] and [`Response`] use the [`http`] crate's method, status and header types.
+//! - [`Request::send`] fetches from a named backend; bodies stream through in chunks.
+//! - [`Error`] carries the status the client sees when the handler returns `Err`.
+//! - A panic becomes a `500` for this request only, with the panic message in the node's log.
+//!
+//! Any component exporting `wasi:http/incoming-handler` also runs on Outpost; this SDK
+//! is one convenient way to write one. The WIT world is in `sdk/wit`.
+
+mod body;
+mod error;
+mod request;
+mod response;
+mod wasi;
+
+pub use body::{Body, CHUNK};
+pub use error::{Error, ErrorKind};
+pub use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+pub use outpost_macro::main;
+pub use request::Request;
+pub use response::Response;
+
+/// Glue used by `#[outpost::main]`; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use wasip2;
+    pub use wasip2::exports::http::incoming_handler::Guest;
+    pub use wasip2::http::types::{IncomingRequest, ResponseOutparam};
+
+    use crate::{Error, Request, Response};
+
+    /// Runs `handler` for one incoming request and sends its answer.
+    pub fn serve(
+        incoming: IncomingRequest,
+        out: ResponseOutparam,
+        handler: fn(Request) -> Result<Response, Error>,
+    ) {
+        let request = match Request::from_incoming(incoming) {
+            Ok(request) => request,
+            Err(error) => {
+                return crate::response::error_response(error).send_downstream(out, false);
+            }
+        };
+        let head_only = request.method() == http::Method::HEAD;
+        let response = handler(request).unwrap_or_else(crate::response::error_response);
+        response.send_downstream(out, head_only);
+    }
+}

@@ -1,0 +1,337 @@
+//! Requests: the one the client sent, and the ones a guest sends to its backends.
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use wasip2::http::outgoing_handler;
+use wasip2::http::types::{IncomingRequest, OutgoingBody, OutgoingRequest, Scheme};
+
+use crate::body::Body;
+use crate::error::{Error, ErrorKind};
+use crate::response::Response;
+use crate::wasi::{
+    BodyParent, IncomingStream, backend_error, from_fields, from_wasi_method, to_fields,
+    to_wasi_method,
+};
+
+/// An HTTP request: method, URI, headers and a body that may still be streaming in.
+///
+/// Build one to fetch from a backend, or modify the client's request and forward it:
+///
+/// ```no_run
+/// # fn demo(mut req: outpost::Request) -> Result<outpost::Response, outpost::Error> {
+/// req.set_header("x-edge", "outpost");
+/// let response = req.send("origin")?; // fetches http://origin/<same path>
+/// # Ok(response) }
+/// ```
+#[derive(Debug)]
+pub struct Request {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+}
+
+impl Request {
+    /// A request with `method` for `uri` (a path such as `/api?x=1`, or a full URL whose
+    /// path is used), no headers and an empty body.
+    ///
+    /// ```
+    /// use outpost::{Method, Request};
+    ///
+    /// let req = Request::new(Method::POST, "/upload");
+    /// assert_eq!(req.method(), Method::POST);
+    /// assert_eq!(req.path(), "/upload");
+    /// ```
+    pub fn new(method: Method, uri: impl AsRef<str>) -> Self {
+        let uri = uri
+            .as_ref()
+            .parse()
+            .unwrap_or_else(|_| Uri::from_static("/"));
+        Self {
+            method,
+            uri,
+            headers: HeaderMap::new(),
+            body: Body::empty(),
+        }
+    }
+
+    /// A GET request for `uri`.
+    ///
+    /// ```
+    /// let req = outpost::Request::get("/items?page=2");
+    /// assert_eq!(req.query(), Some("page=2"));
+    /// ```
+    pub fn get(uri: impl AsRef<str>) -> Self {
+        Self::new(Method::GET, uri)
+    }
+
+    /// A POST request for `uri` carrying `body`.
+    ///
+    /// ```
+    /// let req = outpost::Request::post("/events", "{\"n\":1}");
+    /// assert_eq!(req.body().known_len(), Some(7));
+    /// ```
+    pub fn post(uri: impl AsRef<str>, body: impl Into<Body>) -> Self {
+        Self::new(Method::POST, uri).with_body(body)
+    }
+
+    pub(crate) fn from_incoming(incoming: IncomingRequest) -> Result<Self, Error> {
+        let method = from_wasi_method(incoming.method());
+        let authority = incoming.authority().unwrap_or_default();
+        let path = incoming.path_with_query().unwrap_or_else(|| "/".to_owned());
+        let scheme = match incoming.scheme() {
+            Some(Scheme::Https) => "https",
+            _ => "http",
+        };
+        let uri = if authority.is_empty() {
+            path.parse()
+        } else {
+            format!("{scheme}://{authority}{path}").parse()
+        }
+        .map_err(|e| {
+            Error::new(
+                http::StatusCode::BAD_REQUEST,
+                format!("bad request target: {e}"),
+            )
+        })?;
+        let headers = from_fields(&incoming.headers());
+        let body = match incoming.consume() {
+            Ok(body) => {
+                Body::from_stream(IncomingStream::new(body, BodyParent::Request(incoming))?)
+            }
+            Err(()) => Body::empty(),
+        };
+        Ok(Self {
+            method,
+            uri,
+            headers,
+            body,
+        })
+    }
+
+    /// The method.
+    pub fn method(&self) -> Method {
+        self.method.clone()
+    }
+
+    /// Replaces the method.
+    pub fn set_method(&mut self, method: Method) {
+        self.method = method;
+    }
+
+    /// The full URI. For the client's request it includes scheme and host.
+    pub fn uri(&self) -> &Uri {
+        &self.uri
+    }
+
+    /// Replaces the URI (a path, or a full URL).
+    ///
+    /// ```
+    /// let mut req = outpost::Request::get("/old");
+    /// req.set_uri("/new?x=1").unwrap();
+    /// assert_eq!(req.path(), "/new");
+    /// ```
+    pub fn set_uri(&mut self, uri: impl AsRef<str>) -> Result<(), Error> {
+        self.uri = uri.as_ref().parse().map_err(|e| {
+            Error::of_kind(
+                ErrorKind::Invalid,
+                format!("invalid URI `{}`: {e}", uri.as_ref()),
+            )
+        })?;
+        Ok(())
+    }
+
+    /// The path, without the query.
+    pub fn path(&self) -> &str {
+        self.uri.path()
+    }
+
+    /// The query string, without `?`.
+    pub fn query(&self) -> Option<&str> {
+        self.uri.query()
+    }
+
+    /// The host the client asked for (from the URI), without port.
+    pub fn host(&self) -> Option<&str> {
+        self.uri.host()
+    }
+
+    /// All headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// All headers, to change.
+    pub fn headers_mut(&mut self) -> &mut HeaderMap {
+        &mut self.headers
+    }
+
+    /// The first value of header `name` as text, if present and valid UTF-8.
+    ///
+    /// ```
+    /// let req = outpost::Request::get("/").with_header("accept", "text/html");
+    /// assert_eq!(req.header("Accept"), Some("text/html"));
+    /// ```
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Sets header `name` to `value`, replacing earlier values.
+    ///
+    /// # Panics
+    /// If `name` or `value` is not a valid header name or value; use
+    /// [`Request::headers_mut`] to handle that case yourself.
+    pub fn set_header<N, V>(&mut self, name: N, value: V)
+    where
+        N: TryInto<HeaderName>,
+        V: TryInto<HeaderValue>,
+        N::Error: std::fmt::Debug,
+        V::Error: std::fmt::Debug,
+    {
+        let name = name.try_into().expect("invalid header name");
+        let value = value.try_into().expect("invalid header value");
+        self.headers.insert(name, value);
+    }
+
+    /// [`Request::set_header`] for chaining.
+    pub fn with_header<N, V>(mut self, name: N, value: V) -> Self
+    where
+        N: TryInto<HeaderName>,
+        V: TryInto<HeaderValue>,
+        N::Error: std::fmt::Debug,
+        V::Error: std::fmt::Debug,
+    {
+        self.set_header(name, value);
+        self
+    }
+
+    /// Removes every value of header `name`.
+    pub fn remove_header(&mut self, name: &str) {
+        self.headers.remove(name);
+    }
+
+    /// The body.
+    pub fn body(&self) -> &Body {
+        &self.body
+    }
+
+    /// The body, to read chunks from.
+    pub fn body_mut(&mut self) -> &mut Body {
+        &mut self.body
+    }
+
+    /// Takes the body out, leaving an empty one.
+    pub fn take_body(&mut self) -> Body {
+        std::mem::take(&mut self.body)
+    }
+
+    /// Replaces the body.
+    pub fn set_body(&mut self, body: impl Into<Body>) {
+        self.body = body.into();
+    }
+
+    /// [`Request::set_body`] for chaining.
+    pub fn with_body(mut self, body: impl Into<Body>) -> Self {
+        self.set_body(body);
+        self
+    }
+
+    /// Sends the request to the backend named `backend` and waits for the response head.
+    /// The path and query are kept; the backend's configured URL decides scheme, host and
+    /// any path prefix. A streaming body streams through without being buffered.
+    ///
+    /// Fails with [`ErrorKind::BackendNotAllowed`] when `backend` is not configured for
+    /// this service, and with timeout or connection errors from the origin.
+    ///
+    /// ```no_run
+    /// let response = outpost::Request::get("/status").send("origin")?;
+    /// assert!(response.status().is_success());
+    /// # Ok::<(), outpost::Error>(())
+    /// ```
+    pub fn send(self, backend: &str) -> Result<Response, Error> {
+        let Request {
+            method,
+            uri,
+            mut headers,
+            body,
+        } = self;
+        if let Some(len) = body.known_len() {
+            if len > 0 || method_has_body(&method) {
+                headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+            } else {
+                headers.remove(http::header::CONTENT_LENGTH);
+            }
+        }
+        let fields = to_fields(&headers, true)?;
+        let request = OutgoingRequest::new(fields);
+        let invalid = |what: &str| {
+            Error::of_kind(
+                ErrorKind::Invalid,
+                format!("backend `{backend}`: invalid {what}"),
+            )
+        };
+        request
+            .set_method(&to_wasi_method(&method))
+            .map_err(|()| invalid("method"))?;
+        request
+            .set_scheme(Some(&Scheme::Http))
+            .map_err(|()| invalid("scheme"))?;
+        request
+            .set_authority(Some(backend))
+            .map_err(|()| invalid("backend name"))?;
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        request
+            .set_path_with_query(Some(path))
+            .map_err(|()| invalid("path"))?;
+
+        let needs_body = body.known_len() != Some(0);
+        let outgoing_body = if needs_body {
+            Some(request.body().map_err(|()| invalid("body"))?)
+        } else {
+            None
+        };
+        let pending =
+            outgoing_handler::handle(request, None).map_err(|code| backend_error(backend, code))?;
+        if let Some(outgoing_body) = outgoing_body {
+            let stream = outgoing_body.write().map_err(|()| invalid("body stream"))?;
+            let written = body.write_to(&stream);
+            drop(stream);
+            match written {
+                Ok(()) => OutgoingBody::finish(outgoing_body, None)
+                    .map_err(|code| backend_error(backend, code))?,
+                // The host may have failed the request itself; its answer says why.
+                Err(write_error) => {
+                    drop(outgoing_body);
+                    return Err(match wait(&pending) {
+                        Err(e) => e.map_or(write_error, |code| backend_error(backend, code)),
+                        Ok(_) => write_error,
+                    });
+                }
+            }
+        }
+        let response = wait(&pending).map_err(|e| match e {
+            Some(code) => backend_error(backend, code),
+            None => Error::of_kind(
+                ErrorKind::BackendUnavailable,
+                format!("backend `{backend}`: no response"),
+            ),
+        })?;
+        Response::from_incoming(response)
+    }
+}
+
+fn method_has_body(method: &Method) -> bool {
+    matches!(*method, Method::POST | Method::PUT | Method::PATCH)
+}
+
+fn wait(
+    pending: &wasip2::http::types::FutureIncomingResponse,
+) -> Result<wasip2::http::types::IncomingResponse, Option<wasip2::http::types::ErrorCode>> {
+    loop {
+        match pending.get() {
+            Some(Ok(Ok(response))) => return Ok(response),
+            Some(Ok(Err(code))) => return Err(Some(code)),
+            Some(Err(())) => return Err(None),
+            None => pending.subscribe().block(),
+        }
+    }
+}

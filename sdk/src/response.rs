@@ -1,0 +1,235 @@
+//! Responses: what the guest answers, and what backends answer the guest.
+
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use wasip2::http::types::{IncomingResponse, OutgoingBody, OutgoingResponse, ResponseOutparam};
+
+use crate::body::Body;
+use crate::error::{Error, ErrorKind};
+use crate::wasi::{BodyParent, IncomingStream, from_fields, to_fields};
+
+/// An HTTP response: status, headers and a body that may still be streaming from a backend.
+///
+/// ```
+/// use outpost::{Response, StatusCode};
+///
+/// let response = Response::text("hello\n").with_header("cache-control", "max-age=60");
+/// assert_eq!(response.status(), StatusCode::OK);
+/// assert_eq!(response.header("content-type"), Some("text/plain; charset=utf-8"));
+/// ```
+#[derive(Debug)]
+pub struct Response {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Body,
+}
+
+impl Default for Response {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Response {
+    /// An empty `200 OK`.
+    pub fn new() -> Self {
+        Self {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: Body::empty(),
+        }
+    }
+
+    /// An empty response with `status`.
+    ///
+    /// ```
+    /// assert_eq!(outpost::Response::from_status(404).status(), 404);
+    /// ```
+    ///
+    /// # Panics
+    /// If `status` is not between 100 and 999.
+    pub fn from_status(status: u16) -> Self {
+        Self::new().with_status(StatusCode::from_u16(status).expect("status between 100 and 999"))
+    }
+
+    /// A `200 OK` plain-text response.
+    pub fn text(text: impl Into<String>) -> Self {
+        Self::new()
+            .with_header("content-type", "text/plain; charset=utf-8")
+            .with_body(text.into())
+    }
+
+    /// A `200 OK` HTML response.
+    ///
+    /// ```
+    /// let page = outpost::Response::html("<h1>hi</h1>");
+    /// assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
+    /// ```
+    pub fn html(html: impl Into<String>) -> Self {
+        Self::new()
+            .with_header("content-type", "text/html; charset=utf-8")
+            .with_body(html.into())
+    }
+
+    /// A redirect with `status` (301, 302, 307, 308) to `location`.
+    ///
+    /// ```
+    /// let r = outpost::Response::redirect(308, "https://example.com/");
+    /// assert_eq!(r.header("location"), Some("https://example.com/"));
+    /// ```
+    pub fn redirect(status: u16, location: &str) -> Self {
+        Self::from_status(status).with_header("location", location)
+    }
+
+    pub(crate) fn from_incoming(incoming: IncomingResponse) -> Result<Self, Error> {
+        let status = StatusCode::from_u16(incoming.status()).map_err(|e| {
+            Error::of_kind(
+                ErrorKind::BackendUnavailable,
+                format!("backend sent a bad status: {e}"),
+            )
+        })?;
+        let headers = from_fields(&incoming.headers());
+        let body = match incoming.consume() {
+            Ok(body) => {
+                Body::from_stream(IncomingStream::new(body, BodyParent::Response(incoming))?)
+            }
+            Err(()) => Body::empty(),
+        };
+        Ok(Self {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Replaces the status.
+    pub fn set_status(&mut self, status: StatusCode) {
+        self.status = status;
+    }
+
+    /// [`Response::set_status`] for chaining.
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// All headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// All headers, to change.
+    pub fn headers_mut(&mut self) -> &mut HeaderMap {
+        &mut self.headers
+    }
+
+    /// The first value of header `name` as text, if present and valid UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Sets header `name` to `value`, replacing earlier values.
+    ///
+    /// # Panics
+    /// If `name` or `value` is not a valid header name or value.
+    pub fn set_header<N, V>(&mut self, name: N, value: V)
+    where
+        N: TryInto<HeaderName>,
+        V: TryInto<HeaderValue>,
+        N::Error: std::fmt::Debug,
+        V::Error: std::fmt::Debug,
+    {
+        let name = name.try_into().expect("invalid header name");
+        let value = value.try_into().expect("invalid header value");
+        self.headers.insert(name, value);
+    }
+
+    /// [`Response::set_header`] for chaining.
+    pub fn with_header<N, V>(mut self, name: N, value: V) -> Self
+    where
+        N: TryInto<HeaderName>,
+        V: TryInto<HeaderValue>,
+        N::Error: std::fmt::Debug,
+        V::Error: std::fmt::Debug,
+    {
+        self.set_header(name, value);
+        self
+    }
+
+    /// Removes every value of header `name`.
+    pub fn remove_header(&mut self, name: &str) {
+        self.headers.remove(name);
+    }
+
+    /// The body.
+    pub fn body(&self) -> &Body {
+        &self.body
+    }
+
+    /// The body, to read chunks from.
+    pub fn body_mut(&mut self) -> &mut Body {
+        &mut self.body
+    }
+
+    /// Takes the body out, leaving an empty one.
+    pub fn take_body(&mut self) -> Body {
+        std::mem::take(&mut self.body)
+    }
+
+    /// Replaces the body.
+    pub fn set_body(&mut self, body: impl Into<Body>) {
+        self.body = body.into();
+    }
+
+    /// [`Response::set_body`] for chaining.
+    pub fn with_body(mut self, body: impl Into<Body>) -> Self {
+        self.set_body(body);
+        self
+    }
+
+    /// Sends this response to the client: the head first, then the body as it streams.
+    /// `head_only` drops any body (for HEAD requests).
+    pub(crate) fn send_downstream(self, out: ResponseOutparam, head_only: bool) {
+        let Response {
+            status,
+            mut headers,
+            body,
+        } = self;
+        let no_body = head_only
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+            || status.is_informational();
+        if let (false, Some(len)) = (no_body, body.known_len()) {
+            headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+        }
+        // A body-less response keeps no length the guest could not write.
+        let fields = match to_fields(&headers, !no_body) {
+            Ok(fields) => fields,
+            Err(error) => return error_response(error).send_downstream(out, head_only),
+        };
+        let response = OutgoingResponse::new(fields);
+        let _ = response.set_status_code(status.as_u16());
+        let outgoing_body = response.body().expect("a new response has a body");
+        ResponseOutparam::set(out, Ok(response));
+        if !no_body {
+            let stream = outgoing_body.write().expect("a new body has a stream");
+            if let Err(error) = body.write_to(&stream) {
+                // Never finish a body we could not write: the client must see it cut off,
+                // not a complete-looking short response.
+                panic!("response body failed mid-stream: {error}");
+            }
+        }
+        if let Err(code) = OutgoingBody::finish(outgoing_body, None) {
+            panic!("finishing the response body failed: {code:?}");
+        }
+    }
+}
+
+/// The response sent for an [`Error`] returned by the handler.
+pub(crate) fn error_response(error: Error) -> Response {
+    Response::text(format!("{}\n", error.message())).with_status(error.status())
+}

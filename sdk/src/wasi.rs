@@ -1,0 +1,176 @@
+//! The thin layer over `wasi:http` and `wasi:io` that the rest of the SDK stands on.
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use wasip2::http::types::{
+    self as wasi, ErrorCode, Fields, IncomingBody, IncomingRequest, IncomingResponse,
+};
+use wasip2::io::streams::{InputStream, OutputStream, StreamError};
+
+use crate::error::{Error, ErrorKind};
+
+/// Headers the host manages itself; sending them is an error in `wasi:http`, so the SDK
+/// leaves them out when it converts a header map.
+const HOST_MANAGED: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "http2-settings",
+];
+
+/// The resource an incoming body belongs to; it must outlive the body.
+pub(crate) enum BodyParent {
+    Request(#[allow(dead_code)] IncomingRequest),
+    Response(#[allow(dead_code)] IncomingResponse),
+}
+
+/// An incoming body being read: the stream must be dropped before the body resource, and
+/// the parent request or response after both, which the field order guarantees.
+pub(crate) struct IncomingStream {
+    stream: Option<InputStream>,
+    body: Option<IncomingBody>,
+    _parent: BodyParent,
+}
+
+impl IncomingStream {
+    pub(crate) fn new(body: IncomingBody, parent: BodyParent) -> Result<Self, Error> {
+        let stream = body
+            .stream()
+            .map_err(|()| Error::of_kind(ErrorKind::Body, "the body stream was already taken"))?;
+        Ok(Self {
+            stream: Some(stream),
+            body: Some(body),
+            _parent: parent,
+        })
+    }
+
+    /// The next chunk, or `None` at the end of the body.
+    pub(crate) fn read(&mut self, max: u64) -> Result<Option<Bytes>, Error> {
+        loop {
+            let Some(stream) = &self.stream else {
+                return Ok(None);
+            };
+            match stream.blocking_read(max) {
+                Ok(chunk) if chunk.is_empty() => continue,
+                Ok(chunk) => return Ok(Some(Bytes::from(chunk))),
+                Err(StreamError::Closed) => {
+                    // The stream is the body's child: it goes first.
+                    self.stream = None;
+                    if let Some(body) = self.body.take() {
+                        drop(IncomingBody::finish(body));
+                    }
+                    return Ok(None);
+                }
+                Err(StreamError::LastOperationFailed(e)) => {
+                    return Err(Error::of_kind(
+                        ErrorKind::Body,
+                        format!("reading a body failed: {}", e.to_debug_string()),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Writes all of `data`, waiting for the host whenever its buffer is full.
+pub(crate) fn write_all(stream: &OutputStream, mut data: &[u8]) -> Result<(), String> {
+    while !data.is_empty() {
+        let permitted = stream.check_write().map_err(describe_stream_error)? as usize;
+        if permitted == 0 {
+            stream.subscribe().block();
+            continue;
+        }
+        let n = permitted.min(data.len());
+        stream.write(&data[..n]).map_err(describe_stream_error)?;
+        data = &data[n..];
+    }
+    Ok(())
+}
+
+fn describe_stream_error(error: StreamError) -> String {
+    match error {
+        StreamError::Closed => "the stream was closed".into(),
+        StreamError::LastOperationFailed(e) => e.to_debug_string(),
+    }
+}
+
+/// Converts a header map to `wasi:http` fields, leaving out host-managed headers and any
+/// `content-length` when `keep_length` is false.
+pub(crate) fn to_fields(headers: &HeaderMap, keep_length: bool) -> Result<Fields, Error> {
+    let entries: Vec<(String, Vec<u8>)> = headers
+        .iter()
+        .filter(|(name, _)| !HOST_MANAGED.contains(&name.as_str()))
+        .filter(|(name, _)| keep_length || *name != http::header::CONTENT_LENGTH)
+        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+        .collect();
+    Fields::from_list(&entries)
+        .map_err(|e| Error::of_kind(ErrorKind::Invalid, format!("invalid headers: {e:?}")))
+}
+
+/// Converts `wasi:http` fields to a header map, skipping anything `http` rejects.
+pub(crate) fn from_fields(fields: &Fields) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, value) in fields.entries() {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            headers.append(name, value);
+        }
+    }
+    headers
+}
+
+pub(crate) fn to_wasi_method(method: &Method) -> wasi::Method {
+    match *method {
+        Method::GET => wasi::Method::Get,
+        Method::HEAD => wasi::Method::Head,
+        Method::POST => wasi::Method::Post,
+        Method::PUT => wasi::Method::Put,
+        Method::DELETE => wasi::Method::Delete,
+        Method::CONNECT => wasi::Method::Connect,
+        Method::OPTIONS => wasi::Method::Options,
+        Method::TRACE => wasi::Method::Trace,
+        Method::PATCH => wasi::Method::Patch,
+        ref other => wasi::Method::Other(other.as_str().to_owned()),
+    }
+}
+
+pub(crate) fn from_wasi_method(method: wasi::Method) -> Method {
+    match method {
+        wasi::Method::Get => Method::GET,
+        wasi::Method::Head => Method::HEAD,
+        wasi::Method::Post => Method::POST,
+        wasi::Method::Put => Method::PUT,
+        wasi::Method::Delete => Method::DELETE,
+        wasi::Method::Connect => Method::CONNECT,
+        wasi::Method::Options => Method::OPTIONS,
+        wasi::Method::Trace => Method::TRACE,
+        wasi::Method::Patch => Method::PATCH,
+        wasi::Method::Other(other) => Method::from_bytes(other.as_bytes()).unwrap_or(Method::GET),
+    }
+}
+
+/// Maps a `wasi:http` error from a backend fetch to an SDK error that names the backend.
+pub(crate) fn backend_error(backend: &str, code: ErrorCode) -> Error {
+    use ErrorCode as C;
+    let (kind, what) = match &code {
+        C::HttpRequestDenied => (
+            ErrorKind::BackendNotAllowed,
+            "is not a backend of this service (add it under [services.NAME.backends])".to_owned(),
+        ),
+        C::ConnectionLimitReached => (
+            ErrorKind::BackendLimit,
+            "was not fetched: this request's backend budget is spent".to_owned(),
+        ),
+        C::ConnectionTimeout
+        | C::ConnectionReadTimeout
+        | C::ConnectionWriteTimeout
+        | C::HttpResponseTimeout
+        | C::DnsTimeout => (ErrorKind::BackendTimeout, format!("timed out ({code:?})")),
+        other => (ErrorKind::BackendUnavailable, format!("failed: {other:?}")),
+    };
+    Error::of_kind(kind, format!("backend `{backend}` {what}"))
+}

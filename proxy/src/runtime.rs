@@ -19,7 +19,7 @@ use tokio::sync::{Semaphore, oneshot};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
-    StoreLimitsBuilder, Trap,
+    StoreLimitsBuilder, Trap, UpdateDeadline,
 };
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -31,7 +31,8 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::config::{LimitsConfig, RuntimeConfig};
 use crate::host::EdgeHooks;
 
-/// How often the engine's epoch advances; the granularity of guest deadlines.
+/// How often the engine's epoch advances: the granularity of guest deadlines, and how long
+/// a guest may run before it yields its worker thread to other requests.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// Guest stderr kept per request (panic messages land here), in bytes.
@@ -223,13 +224,17 @@ impl Runtime {
         hooks: EdgeHooks,
         request: hyper::Request<wasmtime_wasi_http::WasiBody>,
         scheme: http::uri::Scheme,
-    ) -> Result<GuestResponse, GuestFailure> {
+    ) -> Result<GuestResponse, GuestDone> {
+        let setup_failed = |why: String| GuestDone {
+            outcome: Err(GuestFailure::Instantiate(why)),
+            stderr: String::new(),
+        };
         let permit = self
             .slots
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| GuestFailure::Instantiate("runtime shut down".into()))?;
+            .map_err(|_| setup_failed("runtime shut down".into()))?;
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
         let wasi = wasmtime_wasi::WasiCtx::builder()
             .stderr(stderr.clone())
@@ -248,8 +253,20 @@ impl Runtime {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
         let deadline = Duration::from_millis(limits.deadline_ms);
-        store.set_epoch_deadline(deadline.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1);
-        store.epoch_deadline_trap();
+        // Every tick the guest yields to the scheduler, so a guest burning CPU cannot starve
+        // other requests on its worker thread; past its deadline it is interrupted.
+        let deadline_at = Instant::now() + deadline;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline_at {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
+            }
+        });
 
         let (response_tx, response_rx) = oneshot::channel();
         let (done_tx, done_rx) = oneshot::channel();
@@ -257,10 +274,10 @@ impl Runtime {
             let mut http = store.data_mut().http();
             let incoming = http
                 .new_incoming_request(wasi_scheme(&scheme), request)
-                .map_err(|e| GuestFailure::Instantiate(format!("{e:#}")))?;
+                .map_err(|e| setup_failed(format!("{e:#}")))?;
             let outparam = http
                 .new_response_outparam(response_tx)
-                .map_err(|e| GuestFailure::Instantiate(format!("{e:#}")))?;
+                .map_err(|e| setup_failed(format!("{e:#}")))?;
             (incoming, outparam)
         };
         let pre = guest.pre.clone();
@@ -298,13 +315,16 @@ impl Runtime {
         invocation.instantiate = instantiated_rx.await.ok();
         match head {
             Ok(Ok(response)) => Ok(invocation.with_response(response)),
-            Ok(Err(code)) => Err(GuestFailure::ErrorCode(format!("{code:?}"))),
+            Ok(Err(code)) => Err(GuestDone {
+                outcome: Err(GuestFailure::ErrorCode(format!("{code:?}"))),
+                stderr: String::new(),
+            }),
             Err(_closed) => {
-                let done = invocation.finish().await;
-                Err(match done.outcome {
-                    Err(failure) => failure,
-                    Ok(()) => GuestFailure::NoResponse,
-                })
+                let mut done = invocation.finish().await;
+                if done.outcome.is_ok() {
+                    done.outcome = Err(GuestFailure::NoResponse);
+                }
+                Err(done)
             }
         }
     }

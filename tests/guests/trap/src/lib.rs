@@ -1,0 +1,10 @@
+//! Panics on every request (after reading the path), like a buggy guest would.
+use outpost::{Error, Request, Response};
+
+#[outpost::main]
+fn main(req: Request) -> Result<Response, Error> {
+    if req.path() == "/ok" {
+        return Ok(Response::text("fine\n"));
+    }
+    panic!("boom at the edge: {}", req.path());
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests: a real origin on 127.0.0.1, the real `outpost` binary started from a
+//! config file, real HTTP/1.1, h2c and TLS clients, and guests compiled from Rust sources
+//! (guest-examples/ and tests/guests/). One binary, one module per area.
+
+mod cli;
+mod isolation;
+mod proxying;
+mod serving;
+mod support;

@@ -1,0 +1,347 @@
+//! Real parts for the tests: an origin that records what it receives, the node binary
+//! started from a config file, and HTTP clients.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+/// Path of an example guest built from guest-examples/.
+pub fn example(name: &str) -> PathBuf {
+    Path::new(env!("OUTPOST_EXAMPLES_WASM")).join(format!("{name}.wasm"))
+}
+
+/// Path of a test guest built from tests/guests/.
+pub fn test_guest(name: &str) -> PathBuf {
+    Path::new(env!("OUTPOST_TEST_GUESTS_WASM")).join(format!("{name}.wasm"))
+}
+
+/// A loopback port nobody holds now. Ports come from 20000-31999, below Linux's ephemeral
+/// range, so a port cannot be handed to another test's outgoing connection between this
+/// check and the node binding it; each is used once per test process.
+pub fn free_addr() -> SocketAddr {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let start = 20_000 + (std::process::id() % 400) as u16 * 30;
+    loop {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + (start - 20_000 + offset) % 12_000;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        if TcpListener::bind(addr).is_ok() {
+            return addr;
+        }
+    }
+}
+
+/// One request as the origin saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path_and_query: String,
+    pub headers: http::HeaderMap,
+    pub body_len: usize,
+    pub body_prefix: Vec<u8>,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// A real HTTP origin on 127.0.0.1 that records every request.
+///
+/// Routes: `/echo` streams the request body back; `/bytes/N` streams N pattern bytes;
+/// `/slow/MS` waits MS milliseconds first; anything else answers with `?status=` (default
+/// 200), a few fixed headers and a body naming the path.
+pub struct Origin {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Origin {
+    pub async fn start() -> Origin {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let record = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let record = record.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| handle(req, record.clone()));
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Origin { addr, seen }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Everything received so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+type OriginBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+/// A body that arrives in 16 KiB frames without a length, as a streaming origin sends it.
+fn chunked(bytes: Bytes) -> OriginBody {
+    let frames: Vec<Result<Frame<Bytes>, Infallible>> = bytes
+        .chunks(16 * 1024)
+        .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
+        .collect();
+    StreamBody::new(futures::stream::iter(frames)).boxed()
+}
+
+fn pattern(n: usize) -> Bytes {
+    Bytes::from((0..n).map(|i| (i % 251) as u8).collect::<Vec<u8>>())
+}
+
+/// The bytes `/bytes/N` sends, for comparison.
+pub fn pattern_bytes(n: usize) -> Vec<u8> {
+    pattern(n).to_vec()
+}
+
+async fn handle(
+    req: hyper::Request<hyper::body::Incoming>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+) -> Result<hyper::Response<OriginBody>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    let path = parts.uri.path().to_owned();
+    let mut record = Seen {
+        method: parts.method.to_string(),
+        path_and_query: path_and_query.clone(),
+        headers: parts.headers.clone(),
+        body_len: 0,
+        body_prefix: Vec::new(),
+    };
+    let bytes = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    record.body_len = bytes.len();
+    record.body_prefix = bytes[..bytes.len().min(64)].to_vec();
+    seen.lock().unwrap().push(record);
+
+    if path == "/echo" {
+        // The whole body was read first (as most origins do; answering while still reading
+        // would deadlock a guest that sends before it reads); now stream it back in pieces.
+        return Ok(hyper::Response::builder()
+            .header("x-origin", "echo")
+            .body(chunked(bytes))
+            .unwrap());
+    }
+    if let Some(n) = path.strip_prefix("/bytes/") {
+        let n: usize = n.parse().unwrap_or(0);
+        return Ok(hyper::Response::builder()
+            .header("x-origin", "bytes")
+            .body(chunked(pattern(n)))
+            .unwrap());
+    }
+    if let Some(ms) = path.strip_prefix("/slow/") {
+        tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
+    }
+    let query: HashMap<String, String> = parts
+        .uri
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let status: u16 = query
+        .get("status")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    let text = format!("origin saw {} {}\n", parts.method, path_and_query);
+    Ok(hyper::Response::builder()
+        .status(status)
+        .header("x-origin", "default")
+        .header("set-cookie", "session=abc; Path=/")
+        .header("content-type", "text/plain")
+        .body(http_body_util::Full::new(Bytes::from(text)).boxed())
+        .unwrap())
+}
+
+/// The node binary, started from a config file, killed on drop.
+pub struct Node {
+    pub addr: SocketAddr,
+    child: Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    /// Starts the node on `config`, where `{listen}` is replaced by a fresh address, and
+    /// waits until it accepts connections.
+    pub async fn start(config: &str) -> Node {
+        let addr = free_addr();
+        Self::start_on(
+            addr,
+            &config.replace("{listen}", &addr.to_string()),
+            &[addr],
+        )
+        .await
+    }
+
+    /// Starts the node on a complete config and waits for every address in `wait_for`.
+    pub async fn start_on(addr: SocketAddr, config: &str, wait_for: &[SocketAddr]) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outpost.toml");
+        std::fs::write(&path, config).unwrap();
+        Self::spawn(
+            addr,
+            &["serve", "--config", path.to_str().unwrap()],
+            dir,
+            wait_for,
+        )
+        .await
+    }
+
+    /// Starts the node with raw command-line arguments.
+    pub async fn spawn(
+        addr: SocketAddr,
+        args: &[&str],
+        dir: tempfile::TempDir,
+        wait_for: &[SocketAddr],
+    ) -> Node {
+        let log = dir.path().join("node.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_outpost-under-test"))
+            .args(args)
+            .env("OUTPOST_LOG", "info,pingora_core=warn")
+            .stdout(Stdio::from(
+                std::fs::File::create(dir.path().join("stdout.log")).unwrap(),
+            ))
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .expect("starting the node");
+        let mut node = Node {
+            addr,
+            child,
+            log,
+            _dir: dir,
+        };
+        for addr in wait_for {
+            node.wait_listening(*addr).await;
+        }
+        node
+    }
+
+    async fn wait_listening(&mut self, addr: SocketAddr) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "node exited with {status} before listening on {addr}:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node not listening on {addr} after 60 s:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// What the node has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits up to 5 s for the log to contain `needle`.
+    pub async fn wait_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = self.log();
+            if log.contains(needle) || Instant::now() > deadline {
+                return log;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// reqwest is built without a default TLS provider; every client uses ring.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// An HTTP/1.1 client.
+pub fn http1() -> reqwest::Client {
+    install_crypto();
+    reqwest::Client::builder()
+        .http1_only()
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+/// An h2c (HTTP/2 with prior knowledge, no TLS) client.
+pub fn h2c() -> reqwest::Client {
+    install_crypto();
+    reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+/// A TOML string literal for a path.
+pub fn toml_path(path: &Path) -> String {
+    format!("{:?}", path.display().to_string())
+}
+
+/// Runs `outpost` with `args` to completion and returns (success, stdout + stderr).
+pub fn run_cli(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_outpost-under-test"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}

@@ -137,6 +137,7 @@ pub fn quick_config(
             domains: vec!["*".into()],
             guest: guest.to_owned(),
             limits: LimitsConfig::default(),
+            server_timing: true,
             backends: named,
         },
     );

@@ -157,6 +157,13 @@ pub struct ServiceConfig {
     /// Named origins the guest may fetch from, as `http://NAME/path`.
     #[serde(default)]
     pub backends: BTreeMap<String, BackendConfig>,
+    /// Add a `Server-Timing` header (instantiation and time to response head) to responses.
+    #[serde(default = "default_true")]
+    pub server_timing: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// What one request to a guest may consume before it is stopped.
@@ -510,5 +517,36 @@ pub fn normalize_domain(domain: &str) -> Result<String, &'static str> {
 impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({} service(s))", self.source, self.services.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domains_are_normalised_and_checked() {
+        assert_eq!(
+            normalize_domain("Shop.Example.COM.").unwrap(),
+            "shop.example.com"
+        );
+        assert_eq!(normalize_domain("*.example.com").unwrap(), "*.example.com");
+        assert_eq!(normalize_domain("*").unwrap(), "*");
+        assert!(normalize_domain("a.*.com").is_err());
+        assert!(normalize_domain("example.com:80").is_err());
+        assert!(normalize_domain("").is_err());
+        assert!(normalize_domain("exa mple.com").is_err());
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_its_line() {
+        let dir = std::env::temp_dir().join(format!("outpost-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, "[server]\nlisten = []\nlisten_everywhere = true\n").unwrap();
+        let error = Config::load(&path).unwrap_err().to_string();
+        assert!(error.contains("bad.toml"), "{error}");
+        assert!(error.contains("listen_everywhere"), "{error}");
+        assert!(error.contains("line 3"), "{error}");
     }
 }

@@ -43,6 +43,7 @@ pub fn default_config(listen: SocketAddr, origin: SocketAddr) -> std::io::Result
             domains: vec!["hello.localhost".into()],
             guest: hello,
             limits: LimitsConfig::default(),
+            server_timing: true,
             backends: BTreeMap::new(),
         },
     );
@@ -57,6 +58,7 @@ pub fn default_config(listen: SocketAddr, origin: SocketAddr) -> std::io::Result
             domains: vec!["*".into()],
             guest: proxy,
             limits: LimitsConfig::default(),
+            server_timing: true,
             backends,
         },
     );

@@ -86,6 +86,7 @@ impl Node {
                 guest,
                 limits: service_config.limits,
                 backends: Arc::new(backends),
+                server_timing: service_config.server_timing,
             });
             for domain in &service_config.domains {
                 let domain = normalize_domain(domain).expect("validated by Config::validate");
@@ -112,13 +113,16 @@ impl Node {
 
     /// Opens the listeners and serves until SIGINT/SIGTERM. Never returns.
     pub fn run_forever(self) -> ! {
-        let mut conf = ServerConf::default();
-        conf.threads = match self.config.server.threads {
+        let threads = match self.config.server.threads {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
-        conf.grace_period_seconds = Some(1);
-        conf.graceful_shutdown_timeout_seconds = Some(10);
+        let conf = ServerConf {
+            threads,
+            grace_period_seconds: Some(1),
+            graceful_shutdown_timeout_seconds: Some(10),
+            ..ServerConf::default()
+        };
         let mut server = Server::new_with_opt_and_conf(None, conf);
         server.bootstrap();
         let mut service = ListeningService::new("outpost edge".to_owned(), self.app);

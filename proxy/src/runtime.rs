@@ -506,3 +506,45 @@ fn start_epoch_ticker(engine: &Engine) {
         })
         .expect("spawning the epoch thread");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The SDK's WIT world must parse and keep exporting the handler the node calls.
+    #[test]
+    fn sdk_world_exports_the_incoming_handler() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk/wit");
+        let mut resolve = wit_parser::Resolve::default();
+        let (package, _) = resolve.push_dir(&dir).expect("sdk/wit parses");
+        let world = resolve
+            .select_world(&[package], Some("service"))
+            .expect("world `service`");
+        let exports: Vec<String> = resolve.worlds[world]
+            .exports
+            .keys()
+            .map(|key| resolve.name_world_key(key))
+            .collect();
+        assert!(
+            exports
+                .iter()
+                .any(|e| e.starts_with("wasi:http/incoming-handler@0.2")),
+            "exports: {exports:?}"
+        );
+    }
+
+    #[test]
+    fn core_modules_are_told_apart_from_components() {
+        assert!(wasmparser_is_core_module(b"\0asm\x01\0\0\0"));
+        assert!(!wasmparser_is_core_module(b"\0asm\x0d\0\x01\0"));
+        assert!(!wasmparser_is_core_module(b"junk"));
+    }
+
+    #[test]
+    fn failures_map_to_the_documented_statuses() {
+        assert_eq!(GuestFailure::Timeout.status(), 504);
+        assert_eq!(GuestFailure::Memory.status(), 500);
+        assert_eq!(GuestFailure::Trap("x".into()).status(), 500);
+        assert_eq!(GuestFailure::ErrorCode("x".into()).status(), 502);
+    }
+}

@@ -36,6 +36,10 @@ use crate::runtime::{Guest, GuestFailure, GuestResponse, Runtime};
 /// The response header that carries the request id.
 pub const REQUEST_ID_HEADER: &str = "x-outpost-request-id";
 
+/// `Server-Timing` (W3C): browsers' dev tools show it; `instantiate` is the time to get a
+/// ready guest instance, `head` the time until the guest's response head, in milliseconds.
+const SERVER_TIMING: &str = "server-timing";
+
 /// One service as the front end sees it: a guest, its limits and its backends.
 pub struct Service {
     /// The service's name from the config.
@@ -46,20 +50,31 @@ pub struct Service {
     pub limits: LimitsConfig,
     /// Named origins the guest may fetch from.
     pub backends: Arc<Backends>,
+    /// Whether responses carry a `Server-Timing` header.
+    pub server_timing: bool,
 }
 
 /// Maps a request's host to its service: exact names first, then the longest wildcard
 /// suffix (`*.example.com` matches any depth below `example.com`), then `*`.
-#[derive(Default)]
-pub struct Router {
-    exact: HashMap<String, Arc<Service>>,
-    suffix: HashMap<String, Arc<Service>>,
-    any: Option<Arc<Service>>,
+pub struct Router<T = Arc<Service>> {
+    exact: HashMap<String, T>,
+    suffix: HashMap<String, T>,
+    any: Option<T>,
 }
 
-impl Router {
+impl<T> Default for Router<T> {
+    fn default() -> Self {
+        Self {
+            exact: HashMap::new(),
+            suffix: HashMap::new(),
+            any: None,
+        }
+    }
+}
+
+impl<T> Router<T> {
     /// Routes `domain` (already normalised by the config) to `service`.
-    pub fn add(&mut self, domain: &str, service: Arc<Service>) {
+    pub fn add(&mut self, domain: &str, service: T) {
         if domain == "*" {
             self.any = Some(service);
         } else if let Some(suffix) = domain.strip_prefix('*') {
@@ -70,7 +85,7 @@ impl Router {
     }
 
     /// The service for `host` (lower-case, without port), if any.
-    pub fn lookup(&self, host: &str) -> Option<&Arc<Service>> {
+    pub fn lookup(&self, host: &str) -> Option<&T> {
         if let Some(service) = self.exact.get(host) {
             return Some(service);
         }
@@ -136,14 +151,13 @@ impl EdgeApp {
         let request_id = self.ids.next();
         let head = session.req_header();
         if head_size(head) > self.limits.max_header_bytes {
-            return respond(
+            return refuse(
                 session,
                 431,
                 &request_id,
                 "request header fields too large\n",
             )
-            .await
-                && false;
+            .await;
         }
         let Some((host, authority)) = request_host(head) else {
             return refuse(session, 400, &request_id, "request has no Host\n").await;
@@ -168,8 +182,7 @@ impl EdgeApp {
         {
             Ok(uri) => uri,
             Err(_) => {
-                return respond(session, 400, &request_id, "malformed request target\n").await
-                    && false;
+                return refuse(session, 400, &request_id, "malformed request target\n").await;
             }
         };
         let mut builder = http::Request::builder()
@@ -263,7 +276,7 @@ impl EdgeApp {
             }
             Ok(response) => {
                 let sent = self
-                    .stream_response(session, &service, &request_id, response)
+                    .stream_response(session, &service, &request_id, response, started)
                     .await;
                 tracing::trace!(service = %service.name, request_id = %request_id, elapsed = ?started.elapsed(), "request done");
                 sent && body_complete
@@ -279,7 +292,9 @@ impl EdgeApp {
         service: &Service,
         request_id: &Arc<str>,
         response: GuestResponse,
+        started: Instant,
     ) -> bool {
+        let head_ready = started.elapsed();
         let GuestResponse {
             response,
             invocation,
@@ -295,6 +310,20 @@ impl EdgeApp {
             let _ = head.append_header(name.clone(), value.clone());
         }
         let _ = head.insert_header(REQUEST_ID_HEADER, request_id.as_ref());
+        if service.server_timing {
+            let mut timing = String::with_capacity(48);
+            if let Some(instantiate) = invocation.instantiate {
+                timing.push_str(&format!(
+                    "instantiate;dur={:.3}, ",
+                    instantiate.as_secs_f64() * 1000.0
+                ));
+            }
+            timing.push_str(&format!(
+                "head;dur={:.3}",
+                head_ready.as_secs_f64() * 1000.0
+            ));
+            let _ = head.append_header(SERVER_TIMING, timing);
+        }
         let http11 = session.req_header().version >= http::Version::HTTP_11;
         let bodiless = session.req_header().method == http::Method::HEAD
             || parts.status.is_informational()
@@ -477,5 +506,37 @@ impl HttpServerApp for EdgeApp {
 
     fn server_options(&self) -> Option<&HttpServerOptions> {
         Some(&self.options)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn router_prefers_exact_then_longest_wildcard_then_catch_all() {
+        let mut router = Router::default();
+        router.add("shop.test", "exact");
+        router.add("*.shop.test", "wild");
+        router.add("*.eu.shop.test", "deeper");
+        assert_eq!(router.lookup("shop.test"), Some(&"exact"));
+        assert_eq!(router.lookup("www.shop.test"), Some(&"wild"));
+        assert_eq!(router.lookup("a.b.shop.test"), Some(&"wild"));
+        assert_eq!(router.lookup("x.eu.shop.test"), Some(&"deeper"));
+        assert_eq!(router.lookup("other.test"), None);
+        router.add("*", "any");
+        assert_eq!(router.lookup("other.test"), Some(&"any"));
+    }
+
+    #[test]
+    fn request_host_is_lowercased_without_port_or_trailing_dot() {
+        let head = RequestHeader::build("GET", b"/", None).unwrap();
+        assert!(request_host(&head).is_none());
+        let mut head = RequestHeader::build("GET", b"/", None).unwrap();
+        head.insert_header("host", "Example.COM.:8080").unwrap();
+        assert_eq!(
+            request_host(&head),
+            Some(("example.com".into(), "Example.COM.:8080".into()))
+        );
     }
 }

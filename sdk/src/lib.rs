@@ -8,7 +8,7 @@
 //! use outpost::{Error, Request, Response};
 //!
 //! #[outpost::main]
-//! fn main(mut req: Request) -> Result<Response, Error> {
+//! fn handle(mut req: Request) -> Result<Response, Error> {
 //!     if req.path() == "/hello" {
 //!         return Ok(Response::text("hello from the edge\n"));
 //!     }
@@ -18,6 +18,7 @@
 //!     response.set_header("x-served-by", "outpost");
 //!     Ok(response)
 //! }
+//! # fn main() {}
 //! ```
 //!
 //! Build it with `cargo build --release --target wasm32-wasip2` (crate type `cdylib`) and

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Outpost's edge node.
 //!
 //! Request flow, one module per step:

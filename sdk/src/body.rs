@@ -116,9 +116,15 @@ impl Body {
                 Error::of_kind(ErrorKind::Body, format!("writing a body failed: {e}"))
             })?;
         }
-        stream
-            .blocking_flush()
-            .map_err(|e| Error::of_kind(ErrorKind::Body, format!("flushing a body failed: {e}")))
+        match stream.blocking_flush() {
+            // The host may already have taken everything and closed its end (a request with
+            // a Content-Length is done once that many bytes arrived): nothing was lost.
+            Ok(()) | Err(wasip2::io::streams::StreamError::Closed) => Ok(()),
+            Err(e) => Err(Error::of_kind(
+                ErrorKind::Body,
+                format!("flushing a body failed: {e}"),
+            )),
+        }
     }
 }
 

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! # Outpost guest SDK
 //!
 //! Write an edge program as one function from request to response. The node runs a fresh

@@ -15,7 +15,8 @@ listen = ["{{listen}}"]
 [services.proxy]
 domains = ["*"]
 guest = {}
-limits = {{ max_request_body_bytes = 20000000 }}
+# 8 MiB of guest memory: the 10 MiB bodies below fit only if they stream.
+limits = {{ max_request_body_bytes = 20000000, memory_mib = 8 }}
 
 [services.proxy.backends.origin]
 url = "{}"
@@ -120,7 +121,11 @@ async fn ten_mib_streams_both_ways() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 200, "{}", node.log());
+    if response.status() != 200 {
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        panic!("{status}: {body}\n{}", node.log());
+    }
     let body = response.bytes().await.unwrap();
     assert_eq!(body.len(), SIZE);
     assert!(body == pattern_bytes(SIZE));
@@ -224,4 +229,128 @@ guest = {}
     let response = http1().get(node.url("/raw?x=1")).send().await.unwrap();
     assert_eq!(response.status(), 203);
     assert_eq!(response.text().await.unwrap(), "plain wasi saw /raw?x=1\n");
+}
+
+#[tokio::test]
+async fn backend_connections_are_kept_alive_and_reused() {
+    let origin = Origin::start().await;
+    let node = Node::start(&proxy_config(&origin)).await;
+    let client = http1();
+    for i in 0..5 {
+        let response = client
+            .get(node.url(&format!("/n/{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.bytes().await.unwrap();
+    }
+    assert_eq!(origin.seen().len(), 5);
+    assert_eq!(
+        origin.connections(),
+        1,
+        "each fetch opened a new origin connection"
+    );
+}
+
+#[tokio::test]
+async fn tls_backend_with_a_configured_ca_host_override_and_dns_name() {
+    // The origin's certificate is for `origin.internal`; the backend connects to
+    // `localhost` (resolved by the node) and sends that name as SNI and Host.
+    let cert = rcgen::generate_simple_self_signed(vec!["origin.internal".to_owned()]).unwrap();
+    let origin = Origin::start_tls(&cert.cert.pem(), &cert.signing_key.serialize_pem()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, cert.cert.pem()).unwrap();
+    let config = |with_ca: bool| {
+        format!(
+            r#"
+[server]
+listen = ["{{listen}}"]
+
+[services.proxy]
+domains = ["*"]
+guest = {}
+
+[services.proxy.backends.origin]
+url = "https://localhost:{}/base"
+host = "origin.internal"
+{}
+"#,
+            toml_path(&example("origin_proxy")),
+            origin.addr.port(),
+            if with_ca {
+                format!("ca = {}", toml_path(&ca))
+            } else {
+                String::new()
+            }
+        )
+    };
+    let node = Node::start(&config(true)).await;
+    let response = http1().get(node.url("/over/tls?q=1")).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{}", node.log());
+    assert_eq!(
+        response.text().await.unwrap(),
+        "origin saw GET /base/over/tls?q=1\n"
+    );
+    let seen = origin.seen();
+    assert_eq!(seen[0].header("host"), Some("origin.internal"));
+    drop(node);
+
+    // Without the CA the certificate is not trusted, and nothing is served from it.
+    let node = Node::start(&config(false)).await;
+    let response = http1().get(node.url("/untrusted")).send().await.unwrap();
+    assert_eq!(response.status(), 502);
+    assert_eq!(
+        origin.seen().len(),
+        1,
+        "an untrusted origin must not get the request"
+    );
+}
+
+#[tokio::test]
+async fn between_bytes_timeout_cuts_a_stalled_origin_body() {
+    // An origin that sends a head and a little body, then stalls.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")
+                    .await;
+                tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            });
+        }
+    });
+    let config = format!(
+        r#"
+[server]
+listen = ["{{listen}}"]
+
+[services.proxy]
+domains = ["*"]
+guest = {}
+
+[services.proxy.backends.origin]
+url = "http://{addr}"
+between_bytes_timeout_ms = 300
+"#,
+        toml_path(&example("origin_proxy")),
+    );
+    let node = Node::start(&config).await;
+    let started = std::time::Instant::now();
+    let response = http1().get(node.url("/stall")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    // The body must end in an error (cut off), never look complete, and soon.
+    let body = response.bytes().await;
+    assert!(body.is_err(), "a stalled body looked complete: {body:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -119,3 +119,44 @@ async fn hostile_guests_do_not_disturb_hello() {
     }
     assert!(served >= 5, "only {served} hello requests completed");
 }
+
+#[tokio::test]
+async fn backend_requests_per_guest_request_are_capped() {
+    let origin = Origin::start().await;
+    let config = format!(
+        r#"
+[server]
+listen = ["{{listen}}"]
+
+[services.fan]
+domains = ["*"]
+guest = {}
+limits = {{ max_backend_requests = 3 }}
+
+[services.fan.backends.origin]
+url = "{}"
+"#,
+        toml_path(&test_guest("fanout")),
+        origin.url()
+    );
+    let node = Node::start(&config).await;
+    let response = http1().get(node.url("/?n=5")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    assert!(text.starts_with("ok=3 first_error=BackendLimit"), "{text}");
+    assert_eq!(
+        origin.seen().len(),
+        3,
+        "fetches past the cap must not reach the origin"
+    );
+    // The budget is per request: the next request gets a fresh one.
+    let text = http1()
+        .get(node.url("/?n=2"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.starts_with("ok=2 first_error=none"), "{text}");
+}

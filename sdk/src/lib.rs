@@ -36,6 +36,7 @@
 
 mod body;
 mod error;
+mod message;
 mod request;
 mod response;
 mod wasi;

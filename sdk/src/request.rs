@@ -1,6 +1,6 @@
 //! Requests: the one the client sent, and the ones a guest sends to its backends.
 
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use http::{HeaderMap, HeaderValue, Method, Uri};
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{IncomingRequest, OutgoingBody, OutgoingRequest, Scheme};
 
@@ -155,85 +155,7 @@ impl Request {
         self.uri.host()
     }
 
-    /// All headers.
-    pub fn headers(&self) -> &HeaderMap {
-        &self.headers
-    }
-
-    /// All headers, to change.
-    pub fn headers_mut(&mut self) -> &mut HeaderMap {
-        &mut self.headers
-    }
-
-    /// The first value of header `name` as text, if present and valid UTF-8.
-    ///
-    /// ```
-    /// let req = outpost::Request::get("/").with_header("accept", "text/html");
-    /// assert_eq!(req.header("Accept"), Some("text/html"));
-    /// ```
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// Sets header `name` to `value`, replacing earlier values.
-    ///
-    /// # Panics
-    /// If `name` or `value` is not a valid header name or value; use
-    /// [`Request::headers_mut`] to handle that case yourself.
-    pub fn set_header<N, V>(&mut self, name: N, value: V)
-    where
-        N: TryInto<HeaderName>,
-        V: TryInto<HeaderValue>,
-        N::Error: std::fmt::Debug,
-        V::Error: std::fmt::Debug,
-    {
-        let name = name.try_into().expect("invalid header name");
-        let value = value.try_into().expect("invalid header value");
-        self.headers.insert(name, value);
-    }
-
-    /// [`Request::set_header`] for chaining.
-    pub fn with_header<N, V>(mut self, name: N, value: V) -> Self
-    where
-        N: TryInto<HeaderName>,
-        V: TryInto<HeaderValue>,
-        N::Error: std::fmt::Debug,
-        V::Error: std::fmt::Debug,
-    {
-        self.set_header(name, value);
-        self
-    }
-
-    /// Removes every value of header `name`.
-    pub fn remove_header(&mut self, name: &str) {
-        self.headers.remove(name);
-    }
-
-    /// The body.
-    pub fn body(&self) -> &Body {
-        &self.body
-    }
-
-    /// The body, to read chunks from.
-    pub fn body_mut(&mut self) -> &mut Body {
-        &mut self.body
-    }
-
-    /// Takes the body out, leaving an empty one.
-    pub fn take_body(&mut self) -> Body {
-        std::mem::take(&mut self.body)
-    }
-
-    /// Replaces the body.
-    pub fn set_body(&mut self, body: impl Into<Body>) {
-        self.body = body.into();
-    }
-
-    /// [`Request::set_body`] for chaining.
-    pub fn with_body(mut self, body: impl Into<Body>) -> Self {
-        self.set_body(body);
-        self
-    }
+    crate::message::headers_and_body!(Request);
 
     /// Sends the request to the backend named `backend` and waits for the response head.
     /// The path and query are kept; the backend's configured URL decides scheme, host and

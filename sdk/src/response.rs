@@ -1,6 +1,6 @@
 //! Responses: what the guest answers, and what backends answer the guest.
 
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use wasip2::http::types::{IncomingResponse, OutgoingBody, OutgoingResponse, ResponseOutparam};
 
 use crate::body::Body;
@@ -117,79 +117,7 @@ impl Response {
         self
     }
 
-    /// All headers.
-    pub fn headers(&self) -> &HeaderMap {
-        &self.headers
-    }
-
-    /// All headers, to change.
-    pub fn headers_mut(&mut self) -> &mut HeaderMap {
-        &mut self.headers
-    }
-
-    /// The first value of header `name` as text, if present and valid UTF-8.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// Sets header `name` to `value`, replacing earlier values.
-    ///
-    /// # Panics
-    /// If `name` or `value` is not a valid header name or value.
-    pub fn set_header<N, V>(&mut self, name: N, value: V)
-    where
-        N: TryInto<HeaderName>,
-        V: TryInto<HeaderValue>,
-        N::Error: std::fmt::Debug,
-        V::Error: std::fmt::Debug,
-    {
-        let name = name.try_into().expect("invalid header name");
-        let value = value.try_into().expect("invalid header value");
-        self.headers.insert(name, value);
-    }
-
-    /// [`Response::set_header`] for chaining.
-    pub fn with_header<N, V>(mut self, name: N, value: V) -> Self
-    where
-        N: TryInto<HeaderName>,
-        V: TryInto<HeaderValue>,
-        N::Error: std::fmt::Debug,
-        V::Error: std::fmt::Debug,
-    {
-        self.set_header(name, value);
-        self
-    }
-
-    /// Removes every value of header `name`.
-    pub fn remove_header(&mut self, name: &str) {
-        self.headers.remove(name);
-    }
-
-    /// The body.
-    pub fn body(&self) -> &Body {
-        &self.body
-    }
-
-    /// The body, to read chunks from.
-    pub fn body_mut(&mut self) -> &mut Body {
-        &mut self.body
-    }
-
-    /// Takes the body out, leaving an empty one.
-    pub fn take_body(&mut self) -> Body {
-        std::mem::take(&mut self.body)
-    }
-
-    /// Replaces the body.
-    pub fn set_body(&mut self, body: impl Into<Body>) {
-        self.body = body.into();
-    }
-
-    /// [`Response::set_body`] for chaining.
-    pub fn with_body(mut self, body: impl Into<Body>) -> Self {
-        self.set_body(body);
-        self
-    }
+    crate::message::headers_and_body!(Response);
 
     /// Sends this response to the client: the head first, then the body as it streams.
     /// `head_only` drops any body (for HEAD requests).

@@ -123,21 +123,10 @@ async fn hostile_guests_do_not_disturb_hello() {
 #[tokio::test]
 async fn backend_requests_per_guest_request_are_capped() {
     let origin = Origin::start().await;
-    let config = format!(
-        r#"
-[server]
-listen = ["{{listen}}"]
-
-[services.fan]
-domains = ["*"]
-guest = {}
-limits = {{ max_backend_requests = 3 }}
-
-[services.fan.backends.origin]
-url = "{}"
-"#,
-        toml_path(&test_guest("fanout")),
-        origin.url()
+    let config = one_service(
+        &test_guest("fanout"),
+        "limits = { max_backend_requests = 3 }",
+        &[("origin", format!("url = \"{}\"", origin.url()))],
     );
     let node = Node::start(&config).await;
     let response = http1().get(node.url("/?n=5")).send().await.unwrap();

@@ -7,22 +7,11 @@ use futures::StreamExt;
 use crate::support::*;
 
 fn proxy_config(origin: &Origin) -> String {
-    format!(
-        r#"
-[server]
-listen = ["{{listen}}"]
-
-[services.proxy]
-domains = ["*"]
-guest = {}
-# 8 MiB of guest memory: the 10 MiB bodies below fit only if they stream.
-limits = {{ max_request_body_bytes = 20000000, memory_mib = 8 }}
-
-[services.proxy.backends.origin]
-url = "{}"
-"#,
-        toml_path(&example("origin_proxy")),
-        origin.url()
+    one_service(
+        &example("origin_proxy"),
+        // 8 MiB of guest memory: the 10 MiB bodies below fit only if they stream.
+        "limits = { max_request_body_bytes = 20000000, memory_mib = 8 }",
+        &[("origin", format!("url = \"{}\"", origin.url()))],
     )
 }
 
@@ -135,20 +124,10 @@ async fn ten_mib_streams_both_ways() {
 async fn a_backend_the_service_does_not_name_is_refused_and_never_contacted() {
     let origin = Origin::start().await;
     // origin-proxy fetches `origin`, but this service only has `other`.
-    let config = format!(
-        r#"
-[server]
-listen = ["{{listen}}"]
-
-[services.proxy]
-domains = ["*"]
-guest = {}
-
-[services.proxy.backends.other]
-url = "{}"
-"#,
-        toml_path(&example("origin_proxy")),
-        origin.url()
+    let config = one_service(
+        &example("origin_proxy"),
+        "",
+        &[("other", format!("url = \"{}\"", origin.url()))],
     );
     let node = Node::start(&config).await;
     let response = http1().get(node.url("/secret")).send().await.unwrap();
@@ -214,17 +193,7 @@ first_byte_timeout_ms = 300
 
 #[tokio::test]
 async fn a_plain_wasi_http_component_runs_unchanged() {
-    let config = format!(
-        r#"
-[server]
-listen = ["{{listen}}"]
-
-[services.plain]
-domains = ["*"]
-guest = {}
-"#,
-        toml_path(&test_guest("plain_wasi"))
-    );
+    let config = one_service(&test_guest("plain_wasi"), "", &[]);
     let node = Node::start(&config).await;
     let response = http1().get(node.url("/raw?x=1")).send().await.unwrap();
     assert_eq!(response.status(), 203);
@@ -326,20 +295,13 @@ async fn between_bytes_timeout_cuts_a_stalled_origin_body() {
             });
         }
     });
-    let config = format!(
-        r#"
-[server]
-listen = ["{{listen}}"]
-
-[services.proxy]
-domains = ["*"]
-guest = {}
-
-[services.proxy.backends.origin]
-url = "http://{addr}"
-between_bytes_timeout_ms = 300
-"#,
-        toml_path(&example("origin_proxy")),
+    let config = one_service(
+        &example("origin_proxy"),
+        "",
+        &[(
+            "origin",
+            format!("url = \"http://{addr}\"\nbetween_bytes_timeout_ms = 300"),
+        )],
     );
     let node = Node::start(&config).await;
     let started = std::time::Instant::now();

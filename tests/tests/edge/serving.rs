@@ -89,21 +89,26 @@ async fn unknown_host_gets_404_from_the_node() {
     assert!(response.text().await.unwrap().contains("nobody.example"));
 }
 
+/// Sends raw bytes on a fresh connection and returns everything the node answers
+/// before it closes the connection.
+async fn raw_exchange(node: &Node, request: &[u8]) -> String {
+    let mut stream = tokio::net::TcpStream::connect(node.addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
+    assert!(
+        read.is_ok(),
+        "the node kept the connection open after {request:?}"
+    );
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
 #[tokio::test]
 async fn malformed_and_oversized_requests_are_refused() {
     let node = Node::start(&hello_config()).await;
     // A request line that is not HTTP. (It is longer than the 24-byte HTTP/2 preface: on
     // the plaintext port pingora reads that many bytes to tell h2c from HTTP/1.)
-    let mut stream = tokio::net::TcpStream::connect(node.addr).await.unwrap();
-    stream
-        .write_all(b"HELLO THERE, THIS IS NOT HTTP AT ALL\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf))
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&buf);
+    let text = raw_exchange(&node, b"HELLO THERE, THIS IS NOT HTTP AT ALL\r\n\r\n").await;
     assert!(text.starts_with("HTTP/1.1 400"), "got {text:?}");
 
     // Headers over server.max_header_bytes (8 KiB here).
@@ -117,20 +122,8 @@ async fn malformed_and_oversized_requests_are_refused() {
     assert_eq!(response.status(), 431);
 
     // No Host at all (HTTP/1.0 allows leaving it out).
-    let mut stream = tokio::net::TcpStream::connect(node.addr).await.unwrap();
-    stream
-        .write_all(b"GET / HTTP/1.0\r\nUser-Agent: raw\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf))
-        .await
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 400"),
-        "{}",
-        String::from_utf8_lossy(&buf)
-    );
+    let text = raw_exchange(&node, b"GET / HTTP/1.0\r\nUser-Agent: raw\r\n\r\n").await;
+    assert!(text.starts_with("HTTP/1.1 400"), "got {text:?}");
 
     // The node still serves afterwards.
     let response = http1()

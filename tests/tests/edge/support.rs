@@ -373,6 +373,19 @@ pub fn h2c() -> reqwest::Client {
         .unwrap()
 }
 
+/// A config whose one service, `svc`, answers every host with `guest`. `service_extra` is
+/// added under the service's table; each backend is (name, its TOML lines).
+pub fn one_service(guest: &Path, service_extra: &str, backends: &[(&str, String)]) -> String {
+    let mut config = format!(
+        "[server]\nlisten = [\"{{listen}}\"]\n\n[services.svc]\ndomains = [\"*\"]\nguest = {}\n{service_extra}\n",
+        toml_path(guest)
+    );
+    for (name, lines) in backends {
+        config.push_str(&format!("\n[services.svc.backends.{name}]\n{lines}\n"));
+    }
+    config
+}
+
 /// A TOML string literal for a path.
 pub fn toml_path(path: &Path) -> String {
     format!("{:?}", path.display().to_string())

@@ -25,6 +25,7 @@ use tokio::time::{Instant, Sleep};
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
 use crate::config::BackendConfig;
+use crate::metrics::BackendMetrics;
 
 /// Errors building a backend from config.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +87,7 @@ pub struct Backend {
     first_byte_timeout: Duration,
     between_bytes_timeout: Duration,
     client: Client<HttpsConnector<HttpConnector>, WasiBody>,
+    metrics: BackendMetrics,
 }
 
 impl Backend {
@@ -94,6 +96,7 @@ impl Backend {
         name: &str,
         config: &BackendConfig,
         base_dir: &Path,
+        metrics: BackendMetrics,
     ) -> Result<Backend, BackendError> {
         let invalid = |reason: String| BackendError::Invalid {
             backend: name.to_owned(),
@@ -179,6 +182,7 @@ impl Backend {
             first_byte_timeout: Duration::from_millis(config.first_byte_timeout_ms),
             between_bytes_timeout: Duration::from_millis(config.between_bytes_timeout_ms),
             client,
+            metrics,
         })
     }
 
@@ -207,12 +211,16 @@ impl Backend {
         parts.version = http::Version::HTTP_11;
         let request = http::Request::from_parts(parts, body);
 
-        let response = match tokio::time::timeout(
-            self.first_byte_timeout,
-            self.client.request(request),
-        )
-        .await
-        {
+        let started = std::time::Instant::now();
+        let result =
+            tokio::time::timeout(self.first_byte_timeout, self.client.request(request)).await;
+        let status = match &result {
+            Ok(Ok(response)) => Some(response.status().as_u16()),
+            _ => None,
+        };
+        self.metrics
+            .response(status, started.elapsed().as_secs_f64());
+        let response = match result {
             Err(_elapsed) => {
                 tracing::warn!(backend = %self.name, "no response head within {:?}", self.first_byte_timeout);
                 return Err(HttpError::ConnectionReadTimeout);

@@ -53,6 +53,17 @@ pub struct ServeArgs {
     /// Address to listen on for plain HTTP (quick mode and the default).
     #[arg(long, default_value = "127.0.0.1:7676", conflicts_with = "config")]
     pub listen: SocketAddr,
+    /// Quick mode and the default: serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR", conflicts_with = "config")]
+    pub metrics: Option<SocketAddr>,
+    /// Quick mode and the default: write the JSON access log to `stdout` or a file.
+    #[arg(
+        long,
+        value_name = "stdout|PATH",
+        default_value = "off",
+        conflicts_with = "config"
+    )]
+    pub access_log: String,
     /// Where the built-in demo origin listens (default mode only).
     #[arg(long, default_value = demo::DEMO_ORIGIN, conflicts_with_all = ["config", "guest"])]
     pub demo_origin: SocketAddr,
@@ -63,6 +74,7 @@ pub fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => {
+            init_logging("warn");
             let config = Config::load(&config)?;
             let services = config.services.len();
             Node::build(config)?;
@@ -77,12 +89,19 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (config, demo_origin) = if let Some(path) = &args.config {
         (Config::load(path)?, None)
     } else if let Some(guest) = &args.guest {
-        (quick_config(guest, &args.backends, args.listen)?, None)
+        let mut config = quick_config(guest, &args.backends, args.listen)?;
+        config.metrics.listen = args.metrics;
+        config.log.access = args.access_log.clone();
+        config.validate()?;
+        (config, None)
     } else {
-        let config = demo::default_config(args.listen, args.demo_origin)
+        let mut config = demo::default_config(args.listen, args.demo_origin)
             .context("writing the built-in example guests to the temp directory")?;
+        config.metrics.listen = args.metrics;
+        config.log.access = args.access_log.clone();
         (config, Some(args.demo_origin))
     };
+    init_logging(&config.log.level);
     let node = Node::build(config)?;
     if let Some(origin) = demo_origin {
         demo::spawn_demo_origin(origin).with_context(|| {
@@ -146,10 +165,24 @@ pub fn quick_config(
         tls: None,
         runtime: Default::default(),
         services,
+        metrics: Default::default(),
+        log: Default::default(),
         base_dir: std::env::current_dir().context("reading the current directory")?,
         source: "command line".into(),
     };
     config.server.listen = vec![listen];
     config.validate()?;
     Ok(config)
+}
+
+/// Starts the node's log on stderr. `OUTPOST_LOG` (tracing filter syntax) wins over the
+/// configured `level`; pingora's own chatter is kept at warnings unless asked for.
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OUTPOST_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{level},pingora_core=warn"))
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -60,6 +60,12 @@ pub struct Config {
     /// Services by name. Each owns a set of domains, a guest and its backends.
     #[serde(default)]
     pub services: BTreeMap<String, ServiceConfig>,
+    /// The Prometheus metrics listener.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// The node's own log and the access log.
+    #[serde(default)]
+    pub log: LogConfig,
     /// Where relative paths in this config are resolved from (the file's directory).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -95,6 +101,34 @@ impl Default for ServerConfig {
             keepalive_timeout_secs: 60,
             read_timeout_secs: 30,
             write_timeout_secs: 30,
+        }
+    }
+}
+
+/// Where Prometheus scrapes `/metrics`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of the metrics listener; no listener when absent.
+    pub listen: Option<SocketAddr>,
+}
+
+/// Logging: the node's own log level and the JSON access log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// The node log filter (`tracing` syntax, e.g. `info` or `info,outpost::guest=debug`);
+    /// the `OUTPOST_LOG` environment variable wins over it.
+    pub level: String,
+    /// Where the access log goes: `off`, `stdout`, or a file path (appended to).
+    pub access: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            access: "off".into(),
         }
     }
 }
@@ -316,6 +350,26 @@ impl Config {
                 "runtime.max_stack_kib",
                 "below 64 KiB no real guest runs",
                 "use 512 (the default) or more",
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(self.invalid(
+                "log.level",
+                format!("`{}` is not a log filter", self.log.level),
+                "use a level such as `info` or `warn`, optionally with targets: `info,outpost::guest=debug`",
+            ));
+        }
+        if let (Some(metrics), true) = (
+            self.metrics.listen,
+            self.server
+                .listen
+                .iter()
+                .any(|a| Some(*a) == self.metrics.listen),
+        ) {
+            return Err(self.invalid(
+                "metrics.listen",
+                format!("{metrics} is also a server listener"),
+                "give the metrics listener its own port",
             ));
         }
         if self.server.max_header_bytes < 1024 {

@@ -67,6 +67,8 @@ pub fn default_config(listen: SocketAddr, origin: SocketAddr) -> std::io::Result
         tls: None,
         runtime: Default::default(),
         services,
+        metrics: Default::default(),
+        log: Default::default(),
         base_dir: PathBuf::from("."),
         source: "built-in default".into(),
     };

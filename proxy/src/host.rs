@@ -9,6 +9,8 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
@@ -23,21 +25,25 @@ pub struct EdgeHooks {
     request_id: Arc<str>,
     backends: Arc<Backends>,
     remaining_requests: u32,
+    origin_time: Arc<AtomicU64>,
 }
 
 impl EdgeHooks {
-    /// Hooks for one request of `service`, allowing `max_requests` backend fetches.
+    /// Hooks for one request of `service`, allowing `max_requests` backend fetches. The
+    /// time spent waiting for backend response heads accumulates in `origin_time` (ns).
     pub fn new(
         service: Arc<str>,
         request_id: Arc<str>,
         backends: Arc<Backends>,
         max_requests: u32,
+        origin_time: Arc<AtomicU64>,
     ) -> Self {
         Self {
             service,
             request_id,
             backends,
             remaining_requests: max_requests,
+            origin_time,
         }
     }
 }
@@ -80,8 +86,12 @@ impl WasiHttpHooks for EdgeHooks {
             return Box::new(async { Err(HttpError::ConnectionLimitReached) });
         }
         self.remaining_requests -= 1;
+        let origin_time = self.origin_time.clone();
         Box::new(async move {
-            let response = backend.send(request).await?;
+            let started = Instant::now();
+            let response = backend.send(request).await;
+            origin_time.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            let response = response?;
             let io_done: Box<dyn Future<Output = Result<(), HttpError>> + Send> =
                 Box::new(async { Ok(()) });
             Ok((response, io_done))

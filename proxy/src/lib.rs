@@ -9,11 +9,13 @@
 //! [`node`] assembles the pieces, [`cli`] is the command line and [`demo`] the built-in
 //! default that `outpost serve` starts with no arguments.
 
+pub mod access_log;
 pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod host;
+pub mod metrics;
 pub mod node;
 pub mod runtime;
 pub mod server;

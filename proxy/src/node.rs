@@ -13,10 +13,12 @@ use pingora_core::server::Server;
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::services::listening::Service as ListeningService;
 
+use crate::access_log::AccessLog;
 use crate::backend::{Backend, BackendError};
 use crate::config::{Config, normalize_domain};
+use crate::metrics::{Metrics, MetricsEndpoint};
 use crate::runtime::{Guest, Runtime, RuntimeError};
-use crate::server::{EdgeApp, Router, Service};
+use crate::server::{CountedConnections, EdgeApp, Router, Service};
 use crate::tls::{SniResolver, TlsError};
 
 /// Anything that stops a node from starting.
@@ -44,6 +46,14 @@ pub enum NodeError {
     /// Certificates could not be loaded.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The access log could not be opened.
+    #[error("log.access: cannot open `{target}`: {source}")]
+    AccessLog {
+        /// The configured target.
+        target: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
 }
 
 /// A node ready to serve: everything compiled and loaded, no socket open yet.
@@ -52,6 +62,7 @@ pub struct Node {
     app: EdgeApp,
     sni: Option<Arc<SniResolver>>,
     runtime: Arc<Runtime>,
+    metrics: Arc<Metrics>,
 }
 
 impl Node {
@@ -65,6 +76,7 @@ impl Node {
             .unwrap_or(128)
             << 20;
         let runtime = Arc::new(Runtime::new(&config.runtime, max_memory)?);
+        let metrics = Metrics::new();
         let mut router = Router::default();
         for (name, service_config) in &config.services {
             let path = config.resolve(&service_config.guest);
@@ -74,11 +86,17 @@ impl Node {
             })?;
             let mut backends = BTreeMap::new();
             for (backend_name, backend_config) in &service_config.backends {
-                let backend = Backend::new(backend_name, backend_config, &config.base_dir)
-                    .map_err(|source| NodeError::Backend {
-                        service: name.clone(),
-                        source,
-                    })?;
+                let backend_metrics = metrics.backend(name, backend_name);
+                let backend = Backend::new(
+                    backend_name,
+                    backend_config,
+                    &config.base_dir,
+                    backend_metrics,
+                )
+                .map_err(|source| NodeError::Backend {
+                    service: name.clone(),
+                    source,
+                })?;
                 backends.insert(backend_name.to_ascii_lowercase(), Arc::new(backend));
             }
             let service = Arc::new(Service {
@@ -87,6 +105,7 @@ impl Node {
                 limits: service_config.limits,
                 backends: Arc::new(backends),
                 server_timing: service_config.server_timing,
+                metrics: metrics.service(name),
             });
             for domain in &service_config.domains {
                 let domain = normalize_domain(domain).expect("validated by Config::validate");
@@ -97,12 +116,23 @@ impl Node {
             Some(tls) => Some(Arc::new(SniResolver::load(&config, tls)?)),
             None => None,
         };
-        let app = EdgeApp::new(router, runtime.clone(), config.server.clone());
+        let access_log = AccessLog::open(&config.log.access).map_err(|e| NodeError::AccessLog {
+            target: config.log.access.clone(),
+            source: e,
+        })?;
+        let app = EdgeApp::new(
+            router,
+            runtime.clone(),
+            config.server.clone(),
+            metrics.clone(),
+            access_log,
+        );
         Ok(Node {
             config,
             app,
             sni,
             runtime,
+            metrics,
         })
     }
 
@@ -125,7 +155,8 @@ impl Node {
         };
         let mut server = Server::new_with_opt_and_conf(None, conf);
         server.bootstrap();
-        let mut service = ListeningService::new("outpost edge".to_owned(), self.app);
+        let mut service =
+            ListeningService::new("outpost edge".to_owned(), CountedConnections::new(self.app));
         for addr in &self.config.server.listen {
             service.add_tcp(&addr.to_string());
         }
@@ -139,6 +170,14 @@ impl Node {
             }
         }
         server.add_service(service);
+        if let Some(addr) = self.config.metrics.listen {
+            let mut metrics = ListeningService::new(
+                "outpost metrics".to_owned(),
+                MetricsEndpoint::new(self.metrics.clone()),
+            );
+            metrics.add_tcp(&addr.to_string());
+            server.add_service(metrics);
+        }
         server.run_forever()
     }
 

@@ -35,8 +35,8 @@ use crate::host::EdgeHooks;
 /// a guest may run before it yields its worker thread to other requests.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 
-/// Guest stderr kept per request (panic messages land here), in bytes.
-const STDERR_CAPTURE_BYTES: usize = 16 * 1024;
+/// Guest stdout and stderr kept per request (panic messages land in stderr), in bytes each.
+const OUTPUT_CAPTURE_BYTES: usize = 16 * 1024;
 
 /// Errors building the engine or loading a guest, phrased for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -225,18 +225,17 @@ impl Runtime {
         request: hyper::Request<wasmtime_wasi_http::WasiBody>,
         scheme: http::uri::Scheme,
     ) -> Result<GuestResponse, GuestDone> {
-        let setup_failed = |why: String| GuestDone {
-            outcome: Err(GuestFailure::Instantiate(why)),
-            stderr: String::new(),
-        };
+        let setup_failed = |why: String| GuestDone::failed(GuestFailure::Instantiate(why));
         let permit = self
             .slots
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| setup_failed("runtime shut down".into()))?;
-        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
+        let stderr = MemoryOutputPipe::new(OUTPUT_CAPTURE_BYTES);
+        let stdout = MemoryOutputPipe::new(OUTPUT_CAPTURE_BYTES);
         let wasi = wasmtime_wasi::WasiCtx::builder()
+            .stdout(stdout.clone())
             .stderr(stderr.clone())
             .build();
         let memory_bytes = (limits.memory_mib as usize).saturating_mul(1 << 20);
@@ -285,8 +284,10 @@ impl Runtime {
         let (instantiated_tx, instantiated_rx) = oneshot::channel();
         let task = tokio::spawn(async move {
             let _permit = permit;
+            let mut instantiate = None;
             let run = async {
                 let proxy = pre.instantiate_async(&mut store).await?;
+                instantiate = Some(started.elapsed());
                 let _ = instantiated_tx.send(started.elapsed());
                 proxy
                     .wasi_http_incoming_handler()
@@ -298,10 +299,18 @@ impl Runtime {
                 Ok(Err(e)) => Err(classify(&e)),
                 Ok(Ok(())) => Ok(()),
             };
-            let stderr = String::from_utf8_lossy(&stderr.contents())
-                .trim_end()
-                .to_owned();
-            let _ = done_tx.send(GuestDone { outcome, stderr });
+            let text = |pipe: &MemoryOutputPipe| {
+                String::from_utf8_lossy(&pipe.contents())
+                    .trim_end()
+                    .to_owned()
+            };
+            let _ = done_tx.send(GuestDone {
+                outcome,
+                stderr: text(&stderr),
+                stdout: text(&stdout),
+                instantiate,
+                lived: started.elapsed(),
+            });
             // The store (and with it the response sender) drops only after `done` is sent,
             // so whoever sees the response channel close can read why.
             drop(store);
@@ -315,10 +324,9 @@ impl Runtime {
         invocation.instantiate = instantiated_rx.await.ok();
         match head {
             Ok(Ok(response)) => Ok(invocation.with_response(response)),
-            Ok(Err(code)) => Err(GuestDone {
-                outcome: Err(GuestFailure::ErrorCode(format!("{code:?}"))),
-                stderr: String::new(),
-            }),
+            Ok(Err(code)) => Err(GuestDone::failed(GuestFailure::ErrorCode(format!(
+                "{code:?}"
+            )))),
             Err(_closed) => {
                 let mut done = invocation.finish().await;
                 if done.outcome.is_ok() {
@@ -331,12 +339,30 @@ impl Runtime {
 }
 
 /// What a finished guest left behind.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct GuestDone {
     /// Whether the guest finished cleanly.
     pub outcome: Result<(), GuestFailure>,
     /// What the guest wrote to stderr (panic messages land here), trimmed.
     pub stderr: String,
+    /// What the guest wrote to stdout, trimmed.
+    pub stdout: String,
+    /// How long instantiation took, if the guest got that far.
+    pub instantiate: Option<Duration>,
+    /// How long the guest lived, from store creation to its end.
+    pub lived: Duration,
+}
+
+impl GuestDone {
+    fn failed(failure: GuestFailure) -> Self {
+        Self {
+            outcome: Err(failure),
+            stderr: String::new(),
+            stdout: String::new(),
+            instantiate: None,
+            lived: Duration::ZERO,
+        }
+    }
 }
 
 /// A running guest whose response head is known.
@@ -368,10 +394,7 @@ impl Invocation {
     pub async fn finish(mut self) -> GuestDone {
         match (&mut self.done).await {
             Ok(done) => done,
-            Err(_) => GuestDone {
-                outcome: Err(GuestFailure::Trap("guest task ended unexpectedly".into())),
-                stderr: String::new(),
-            },
+            Err(_) => GuestDone::failed(GuestFailure::Trap("guest task ended unexpectedly".into())),
         }
     }
 }

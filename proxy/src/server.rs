@@ -21,23 +21,27 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http_body_util::{BodyExt, Empty};
 use pingora_core::apps::{
-    HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream,
+    HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream, ServerApp,
 };
+use pingora_core::protocols::Stream;
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::server::ShutdownWatch;
 use pingora_http::{RequestHeader, ResponseHeader};
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
+use crate::access_log::{AccessLog, AccessRecord};
 use crate::backend::strip_hop_by_hop;
 use crate::config::{LimitsConfig, ServerConfig};
 use crate::host::{Backends, EdgeHooks};
-use crate::runtime::{Guest, GuestFailure, GuestResponse, Runtime};
+use crate::metrics::{Metrics, ServiceMetrics};
+use crate::runtime::{Guest, GuestDone, GuestFailure, GuestResponse, Runtime};
 
 /// The response header that carries the request id.
 pub const REQUEST_ID_HEADER: &str = "x-outpost-request-id";
 
-/// `Server-Timing` (W3C): browsers' dev tools show it; `instantiate` is the time to get a
-/// ready guest instance, `head` the time until the guest's response head, in milliseconds.
+/// `Server-Timing` (W3C), shown by browsers' dev tools, in milliseconds: `edge` is the time
+/// until the guest's response head, `instantiate` the time to a ready guest instance, and
+/// `origin` the time spent waiting for backend response heads.
 const SERVER_TIMING: &str = "server-timing";
 
 /// One service as the front end sees it: a guest, its limits and its backends.
@@ -52,6 +56,8 @@ pub struct Service {
     pub backends: Arc<Backends>,
     /// Whether responses carry a `Server-Timing` header.
     pub server_timing: bool,
+    /// This service's metric handles.
+    pub metrics: ServiceMetrics,
 }
 
 /// Maps a request's host to its service: exact names first, then the longest wildcard
@@ -123,6 +129,44 @@ impl RequestIds {
     }
 }
 
+/// What the node learns about one request while serving it: the access log line and the
+/// metrics are made from this.
+struct Exchange {
+    request_id: Arc<str>,
+    started: Instant,
+    service: Option<Arc<Service>>,
+    host: String,
+    status: u16,
+    bytes_in: u64,
+    bytes_out: u64,
+    guest: Option<Duration>,
+    instantiate: Option<Duration>,
+    /// Nanoseconds spent waiting for backend response heads (shared with the guest's hooks).
+    origin: Arc<AtomicU64>,
+}
+
+impl Exchange {
+    fn origin_time(&self) -> Duration {
+        Duration::from_nanos(self.origin.load(Ordering::Relaxed))
+    }
+}
+
+/// Decrements a gauge when dropped, so cancelled work is counted out too.
+struct GaugeGuard(prometheus::IntGauge);
+
+impl GaugeGuard {
+    fn new(gauge: &prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// The pingora application that serves every listener.
 pub struct EdgeApp {
     router: Router,
@@ -130,11 +174,20 @@ pub struct EdgeApp {
     limits: ServerConfig,
     options: HttpServerOptions,
     ids: RequestIds,
+    metrics: Arc<Metrics>,
+    access_log: Option<AccessLog>,
 }
 
 impl EdgeApp {
-    /// An app routing with `router`, running guests on `runtime`.
-    pub fn new(router: Router, runtime: Arc<Runtime>, limits: ServerConfig) -> Self {
+    /// An app routing with `router`, running guests on `runtime`, counting into `metrics`
+    /// and writing `access_log` when there is one.
+    pub fn new(
+        router: Router,
+        runtime: Arc<Runtime>,
+        limits: ServerConfig,
+        metrics: Arc<Metrics>,
+        access_log: Option<AccessLog>,
+    ) -> Self {
         let mut options = HttpServerOptions::default();
         options.h2c = true;
         Self {
@@ -143,47 +196,42 @@ impl EdgeApp {
             limits,
             options,
             ids: RequestIds::new(),
+            metrics,
+            access_log,
         }
     }
 
     /// Serves one request; returns whether the connection may be reused.
-    async fn serve(&self, session: &mut ServerSession) -> bool {
-        let request_id = self.ids.next();
+    async fn serve(&self, session: &mut ServerSession, ex: &mut Exchange) -> bool {
         let head = session.req_header();
         if head_size(head) > self.limits.max_header_bytes {
-            return refuse(
-                session,
-                431,
-                &request_id,
-                "request header fields too large\n",
-            )
-            .await;
+            return refuse(session, ex, 431, "request header fields too large\n").await;
         }
         let Some((host, authority)) = request_host(head) else {
-            return refuse(session, 400, &request_id, "request has no Host\n").await;
+            return refuse(session, ex, 400, "request has no Host\n").await;
         };
-        let Some(service) = self.router.lookup(&host).cloned() else {
+        ex.host = host;
+        let Some(service) = self.router.lookup(&ex.host).cloned() else {
             let _ = session.drain_request_body().await;
-            let text = format!("no service is configured for host `{host}`\n");
-            return respond(session, 404, &request_id, &text).await;
+            let text = format!("no service is configured for host `{}`\n", ex.host);
+            return respond(session, ex, 404, &text).await;
         };
+        ex.service = Some(service.clone());
         let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         let scheme = if tls {
             http::uri::Scheme::HTTPS
         } else {
             http::uri::Scheme::HTTP
         };
+        let head = session.req_header();
         let path = head.uri.path_and_query().map_or("/", |p| p.as_str());
-        let uri = match http::Uri::builder()
+        let Ok(uri) = http::Uri::builder()
             .scheme(scheme.clone())
             .authority(authority.as_str())
             .path_and_query(path)
             .build()
-        {
-            Ok(uri) => uri,
-            Err(_) => {
-                return refuse(session, 400, &request_id, "malformed request target\n").await;
-            }
+        else {
+            return refuse(session, ex, 400, "malformed request target\n").await;
         };
         let mut builder = http::Request::builder()
             .method(head.method.clone())
@@ -204,15 +252,15 @@ impl EdgeApp {
             )
         };
         let Ok(request) = builder.body(body) else {
-            return refuse(session, 400, &request_id, "malformed request\n").await;
+            return refuse(session, ex, 400, "malformed request\n").await;
         };
 
-        let started = Instant::now();
         let hooks = EdgeHooks::new(
             service.name.clone(),
-            request_id.clone(),
+            ex.request_id.clone(),
             service.backends.clone(),
             service.limits.max_backend_requests,
+            ex.origin.clone(),
         );
         let start = self
             .runtime
@@ -220,7 +268,6 @@ impl EdgeApp {
         tokio::pin!(start);
 
         // Feed the request body to the guest until it answers.
-        let mut received: u64 = 0;
         let mut body_complete = !has_body;
         let outcome = loop {
             let Some(tx) = body_tx.as_mut() else {
@@ -231,13 +278,13 @@ impl EdgeApp {
                 outcome = start.as_mut() => break outcome,
                 chunk = session.read_request_body() => match chunk {
                     Ok(Some(data)) => {
-                        received += data.len() as u64;
-                        if received > service.limits.max_request_body_bytes {
+                        ex.bytes_in += data.len() as u64;
+                        if ex.bytes_in > service.limits.max_request_body_bytes {
                             if let Some(tx) = body_tx.take() {
-                                tx.abort(HttpError::HttpRequestBodySize(Some(received)));
+                                tx.abort(HttpError::HttpRequestBodySize(Some(ex.bytes_in)));
                             }
                             let text = format!("request body exceeds {} bytes\n", service.limits.max_request_body_bytes);
-                            return refuse(session, 413, &request_id, &text).await;
+                            return refuse(session, ex, 413, &text).await;
                         }
                         tokio::select! {
                             biased;
@@ -253,10 +300,11 @@ impl EdgeApp {
                         body_complete = true;
                     }
                     Err(e) => {
-                        tracing::debug!(service = %service.name, request_id = %request_id, "reading the request body failed: {e}");
+                        tracing::debug!(service = %service.name, request_id = %ex.request_id, "reading the request body failed: {e}");
                         if let Some(tx) = body_tx.take() {
-                            tx.abort(HttpError::HttpRequestBodySize(Some(received)));
+                            tx.abort(HttpError::HttpRequestBodySize(Some(ex.bytes_in)));
                         }
+                        ex.status = 499;
                         return false;
                     }
                 },
@@ -269,17 +317,23 @@ impl EdgeApp {
 
         match outcome {
             Err(done) => {
-                let failure = done.outcome.err().unwrap_or(GuestFailure::NoResponse);
-                log_failure(&service.name, &request_id, &failure, Some(&done.stderr));
-                let text = format!("{} (request id {request_id})\n", failure_message(&failure));
-                respond(session, failure.status(), &request_id, &text).await && body_complete
+                ex.guest = Some(done.lived);
+                ex.instantiate = done.instantiate;
+                let failure = done
+                    .outcome
+                    .clone()
+                    .err()
+                    .unwrap_or(GuestFailure::NoResponse);
+                guest_failed(&service, ex, &failure, &done);
+                let text = format!(
+                    "{} (request id {})\n",
+                    failure_message(&failure),
+                    ex.request_id
+                );
+                respond(session, ex, failure.status(), &text).await && body_complete
             }
             Ok(response) => {
-                let sent = self
-                    .stream_response(session, &service, &request_id, response, started)
-                    .await;
-                tracing::trace!(service = %service.name, request_id = %request_id, elapsed = ?started.elapsed(), "request done");
-                sent && body_complete
+                self.stream_response(session, &service, ex, response).await && body_complete
             }
         }
     }
@@ -290,38 +344,33 @@ impl EdgeApp {
         &self,
         session: &mut ServerSession,
         service: &Service,
-        request_id: &Arc<str>,
+        ex: &mut Exchange,
         response: GuestResponse,
-        started: Instant,
     ) -> bool {
-        let head_ready = started.elapsed();
+        let head_ready = ex.started.elapsed();
         let GuestResponse {
             response,
             invocation,
         } = response;
+        ex.instantiate = invocation.instantiate;
         let (parts, mut body) = response.into_parts();
+        ex.status = parts.status.as_u16();
         let mut headers = parts.headers;
         strip_hop_by_hop(&mut headers);
-        let mut head = match ResponseHeader::build(parts.status, Some(headers.len() + 2)) {
-            Ok(head) => head,
-            Err(_) => return false,
+        let Ok(mut head) = ResponseHeader::build(parts.status, Some(headers.len() + 3)) else {
+            return false;
         };
         for (name, value) in headers.iter() {
             let _ = head.append_header(name.clone(), value.clone());
         }
-        let _ = head.insert_header(REQUEST_ID_HEADER, request_id.as_ref());
+        let _ = head.insert_header(REQUEST_ID_HEADER, ex.request_id.as_ref());
         if service.server_timing {
-            let mut timing = String::with_capacity(48);
+            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+            let mut timing = format!("edge;dur={:.3}", ms(head_ready));
             if let Some(instantiate) = invocation.instantiate {
-                timing.push_str(&format!(
-                    "instantiate;dur={:.3}, ",
-                    instantiate.as_secs_f64() * 1000.0
-                ));
+                timing.push_str(&format!(", instantiate;dur={:.3}", ms(instantiate)));
             }
-            timing.push_str(&format!(
-                "head;dur={:.3}",
-                head_ready.as_secs_f64() * 1000.0
-            ));
+            timing.push_str(&format!(", origin;dur={:.3}", ms(ex.origin_time())));
             let _ = head.append_header(SERVER_TIMING, timing);
         }
         let http11 = session.req_header().version >= http::Version::HTTP_11;
@@ -341,7 +390,7 @@ impl EdgeApp {
             );
         }
         if let Err(e) = session.write_response_header(Box::new(head)).await {
-            tracing::debug!(request_id = %request_id, "writing the response head failed: {e}");
+            tracing::debug!(request_id = %ex.request_id, "writing the response head failed: {e}");
             return false;
         }
         loop {
@@ -353,10 +402,12 @@ impl EdgeApp {
                             if data.is_empty() {
                                 continue;
                             }
+                            let len = data.len() as u64;
                             if let Err(e) = session.write_response_body(data, false).await {
-                                tracing::debug!(request_id = %request_id, "client went away mid-body: {e}");
+                                tracing::debug!(request_id = %ex.request_id, "client went away mid-body: {e}");
                                 return false;
                             }
+                            ex.bytes_out += len;
                             continue;
                         }
                         Err(frame) => frame,
@@ -369,11 +420,13 @@ impl EdgeApp {
                 }
                 Some(Err(e)) => {
                     let done = invocation.finish().await;
+                    ex.guest = Some(done.lived);
                     let failure = done
                         .outcome
+                        .clone()
                         .err()
                         .unwrap_or(GuestFailure::Trap(format!("response body failed: {e}")));
-                    log_failure(&service.name, request_id, &failure, Some(&done.stderr));
+                    guest_failed(service, ex, &failure, &done);
                     return false;
                 }
             }
@@ -381,14 +434,44 @@ impl EdgeApp {
         // A body stream also ends when a guest dies mid-body, so only finish the response
         // once the guest itself has ended cleanly.
         let done = invocation.finish().await;
+        ex.guest = Some(done.lived);
         if let Err(failure) = &done.outcome {
-            log_failure(&service.name, request_id, failure, Some(&done.stderr));
+            guest_failed(service, ex, failure, &done);
             return false;
         }
-        if !done.stderr.is_empty() {
-            tracing::info!(service = %service.name, request_id = %request_id, "guest stderr: {}", done.stderr);
-        }
+        log_guest_output(&service.name, &ex.request_id, &done);
         session.finish_body().await.is_ok()
+    }
+
+    /// Counts and logs a finished exchange.
+    fn record(&self, session: &ServerSession, ex: &Exchange) {
+        let total = ex.started.elapsed();
+        if let Some(service) = &ex.service {
+            service.metrics.request(ex.status, total.as_secs_f64());
+            if let Some(instantiate) = ex.instantiate {
+                service.metrics.instantiated(instantiate.as_secs_f64());
+            }
+            if let Some(guest) = ex.guest {
+                service.metrics.executed(guest.as_secs_f64());
+            }
+        }
+        if let Some(log) = &self.access_log {
+            let head = session.req_header();
+            log.write(&AccessRecord {
+                request_id: &ex.request_id,
+                service: ex.service.as_ref().map(|s| &*s.name),
+                client: session.client_addr().and_then(|a| a.as_inet()).copied(),
+                method: head.method.as_str(),
+                host: &ex.host,
+                path: head.uri.path_and_query().map_or("/", |p| p.as_str()),
+                status: ex.status,
+                bytes_in: ex.bytes_in,
+                bytes_out: ex.bytes_out,
+                total,
+                guest: ex.guest,
+                origin: ex.origin_time(),
+            });
+        }
     }
 }
 
@@ -400,12 +483,34 @@ fn failure_message(failure: &GuestFailure) -> &'static str {
     }
 }
 
-fn log_failure(service: &str, request_id: &str, failure: &GuestFailure, stderr: Option<&str>) {
-    let stderr = stderr
-        .filter(|s| !s.is_empty())
-        .map(|s| format!("; guest stderr: {s}"))
-        .unwrap_or_default();
-    tracing::warn!(service = %service, request_id = %request_id, kind = failure.kind(), "{failure}{stderr}");
+/// Counts a guest failure and logs it with the guest's own output.
+fn guest_failed(service: &Service, ex: &Exchange, failure: &GuestFailure, done: &GuestDone) {
+    service.metrics.guest_error(failure.kind());
+    let stderr = if done.stderr.is_empty() {
+        String::new()
+    } else {
+        format!("; guest stderr: {}", done.stderr)
+    };
+    tracing::warn!(service = %service.name, request_id = %ex.request_id, kind = failure.kind(), "{failure}{stderr}");
+    if !done.stdout.is_empty() {
+        log_guest_output(
+            &service.name,
+            &ex.request_id,
+            &GuestDone {
+                stderr: String::new(),
+                ..done.clone()
+            },
+        );
+    }
+}
+
+/// Logs what a guest printed, one line per log record, tagged with service and request id.
+fn log_guest_output(service: &str, request_id: &str, done: &GuestDone) {
+    for (stream, text) in [("stdout", &done.stdout), ("stderr", &done.stderr)] {
+        for line in text.lines() {
+            tracing::info!(target: "outpost::guest", service = %service, request_id = %request_id, stream, "{line}");
+        }
+    }
 }
 
 /// The request's host, lower-cased without port, and the authority as sent.
@@ -441,28 +546,33 @@ fn head_size(head: &RequestHeader) -> usize {
 
 /// Answers with an error and marks the connection to close. Always returns false (the
 /// connection is not reusable), so callers can `return refuse(...)`.
-async fn refuse(session: &mut ServerSession, status: u16, request_id: &str, text: &str) -> bool {
+async fn refuse(session: &mut ServerSession, ex: &mut Exchange, status: u16, text: &str) -> bool {
     session.set_keepalive(None);
-    let _ = respond(session, status, request_id, text).await;
+    let _ = respond(session, ex, status, text).await;
     false
 }
 
 /// Sends a small plain-text response generated by the node. Returns whether it was sent.
-async fn respond(session: &mut ServerSession, status: u16, request_id: &str, text: &str) -> bool {
+async fn respond(session: &mut ServerSession, ex: &mut Exchange, status: u16, text: &str) -> bool {
+    ex.status = status;
     let Ok(mut head) = ResponseHeader::build(status, Some(4)) else {
         return false;
     };
     let _ = head.insert_header(header::CONTENT_TYPE, "text/plain; charset=utf-8");
     let _ = head.insert_header(header::CONTENT_LENGTH, text.len().to_string());
-    let _ = head.insert_header(REQUEST_ID_HEADER, request_id);
+    let _ = head.insert_header(REQUEST_ID_HEADER, ex.request_id.as_ref());
     if status >= 400 && status != 404 {
         let _ = head.insert_header(header::CACHE_CONTROL, "no-store");
     }
-    session.write_response_header(Box::new(head)).await.is_ok()
+    let sent = session.write_response_header(Box::new(head)).await.is_ok()
         && session
             .write_response_body(Bytes::copy_from_slice(text.as_bytes()), true)
             .await
-            .is_ok()
+            .is_ok();
+    if sent {
+        ex.bytes_out = text.len() as u64;
+    }
+    sent
 }
 
 #[async_trait]
@@ -474,27 +584,44 @@ impl HttpServerApp for EdgeApp {
     ) -> Option<ReusedHttpStream> {
         session.set_read_timeout(Some(Duration::from_secs(self.limits.read_timeout_secs)));
         session.set_write_timeout(Some(Duration::from_secs(self.limits.write_timeout_secs)));
+        let mut ex = Exchange {
+            request_id: Arc::from(""),
+            started: Instant::now(),
+            service: None,
+            host: String::new(),
+            status: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            guest: None,
+            instantiate: None,
+            origin: Arc::default(),
+        };
         match session.read_request().await {
             Ok(true) => {}
             Ok(false) => return None,
             Err(e) => {
                 tracing::debug!("refusing a malformed request: {e}");
-                let id = self.ids.next();
+                ex.request_id = self.ids.next();
                 let status = if e.to_string().contains("larger than") {
                     431
                 } else {
                     400
                 };
-                refuse(&mut session, status, &id, "malformed request\n").await;
+                refuse(&mut session, &mut ex, status, "malformed request\n").await;
                 return None;
             }
         }
+        ex.started = Instant::now();
+        ex.request_id = self.ids.next();
+        let _in_flight = GaugeGuard::new(&self.metrics.in_flight);
         if *shutdown.borrow() {
             session.set_keepalive(None);
         } else {
             session.set_keepalive(Some(self.limits.keepalive_timeout_secs));
         }
-        if !self.serve(&mut session).await {
+        let reusable = self.serve(&mut session, &mut ex).await;
+        self.record(&session, &ex);
+        if !reusable {
             return None;
         }
         let persistent = HttpPersistentSettings::for_session(&session);
@@ -506,6 +633,35 @@ impl HttpServerApp for EdgeApp {
 
     fn server_options(&self) -> Option<&HttpServerOptions> {
         Some(&self.options)
+    }
+}
+
+/// Wraps the edge app to count open client connections: pingora hands each accepted
+/// connection to `process_new` for its whole life (HTTP/1 keep-alive and HTTP/2 included).
+pub struct CountedConnections {
+    app: Arc<EdgeApp>,
+}
+
+impl CountedConnections {
+    /// Counts connections into `app`'s metrics.
+    pub fn new(app: EdgeApp) -> Self {
+        Self { app: Arc::new(app) }
+    }
+}
+
+#[async_trait]
+impl ServerApp for CountedConnections {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let _open = GaugeGuard::new(&self.app.metrics.connections);
+        ServerApp::process_new(&self.app, stream, shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        ServerApp::cleanup(self.app.as_ref()).await
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod cli;
 mod isolation;
+mod observability;
 mod proxying;
 mod serving;
 mod support;

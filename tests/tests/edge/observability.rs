@@ -304,3 +304,46 @@ async fn guest_output_lands_in_the_node_log_tagged_with_service_and_request_id()
         "stderr line not tagged:\n{log}"
     );
 }
+
+/// Every metric the shipped Grafana dashboard queries must exist on a running node.
+#[tokio::test]
+async fn the_grafana_dashboard_queries_metrics_the_node_exports() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let metrics_addr = free_addr();
+    let addr = free_addr();
+    let config = observed_config(&origin, metrics_addr, &dir.path().join("a.log"))
+        .replace("{listen}", &addr.to_string());
+    let node = Node::start_on(addr, &config, &[addr, metrics_addr]).await;
+    get(&node, "proxy.test", "/").await;
+    let text = http1()
+        .get(format!("http://{metrics_addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let dashboard = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/observability/grafana-dashboard.json"
+    ))
+    .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
+    let mut checked = 0;
+    for panel in json["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("outpost_") {
+                    assert!(
+                        text.contains(&format!("\n{word}")),
+                        "dashboard queries `{word}`, which the node does not export"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked >= 9, "only {checked} metric references found");
+}

@@ -508,7 +508,7 @@ fn engine_config(config: &RuntimeConfig, pooling_memory: Option<u64>) -> Config 
             .max_memory_size(max_memory as usize)
             .max_component_instance_size(4 << 20)
             .max_core_instance_size(4 << 20)
-            .linear_memory_keep_resident(2 << 20)
+            .linear_memory_keep_resident(256 << 10)
             .table_keep_resident(64 << 10);
         c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }

@@ -238,6 +238,7 @@ impl Runtime {
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .build();
+        let setup_started = Instant::now();
         let memory_bytes = (limits.memory_mib as usize).saturating_mul(1 << 20);
         let state = GuestState {
             wasi,
@@ -280,15 +281,18 @@ impl Runtime {
             (incoming, outparam)
         };
         let pre = guest.pre.clone();
-        let started = Instant::now();
+        // Instantiation time is store setup plus `instantiate_async`, not time the task
+        // spends queued behind other work.
+        let setup = setup_started.elapsed();
         let (instantiated_tx, instantiated_rx) = oneshot::channel();
         let task = tokio::spawn(async move {
             let _permit = permit;
+            let started = Instant::now();
             let mut instantiate = None;
             let run = async {
                 let proxy = pre.instantiate_async(&mut store).await?;
-                instantiate = Some(started.elapsed());
-                let _ = instantiated_tx.send(started.elapsed());
+                instantiate = Some(setup + started.elapsed());
+                let _ = instantiated_tx.send(setup + started.elapsed());
                 proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, incoming, outparam)
@@ -309,7 +313,7 @@ impl Runtime {
                 stderr: text(&stderr),
                 stdout: text(&stdout),
                 instantiate,
-                lived: started.elapsed(),
+                lived: setup + started.elapsed(),
             });
             // The store (and with it the response sender) drops only after `done` is sent,
             // so whoever sees the response channel close can read why.
@@ -349,7 +353,7 @@ pub struct GuestDone {
     pub stdout: String,
     /// How long instantiation took, if the guest got that far.
     pub instantiate: Option<Duration>,
-    /// How long the guest lived, from store creation to its end.
+    /// How long the guest lived, from store setup to its end (time queued excluded).
     pub lived: Duration,
 }
 

@@ -447,13 +447,14 @@ impl EdgeApp {
     fn record(&self, session: &ServerSession, ex: &Exchange) {
         let total = ex.started.elapsed();
         if let Some(service) = &ex.service {
-            service.metrics.request(ex.status, total.as_secs_f64());
             if let Some(instantiate) = ex.instantiate {
                 service.metrics.instantiated(instantiate.as_secs_f64());
             }
             if let Some(guest) = ex.guest {
                 service.metrics.executed(guest.as_secs_f64());
             }
+            // Last, so a request counted here has all its other metrics in already.
+            service.metrics.request(ex.status, total.as_secs_f64());
         }
         if let Some(log) = &self.access_log {
             let head = session.req_header();
@@ -613,13 +614,15 @@ impl HttpServerApp for EdgeApp {
         }
         ex.started = Instant::now();
         ex.request_id = self.ids.next();
-        let _in_flight = GaugeGuard::new(&self.metrics.in_flight);
+        let in_flight = GaugeGuard::new(&self.metrics.in_flight);
         if *shutdown.borrow() {
             session.set_keepalive(None);
         } else {
             session.set_keepalive(Some(self.limits.keepalive_timeout_secs));
         }
         let reusable = self.serve(&mut session, &mut ex).await;
+        // Out of flight before it is counted, so a scrape never sees it in both.
+        drop(in_flight);
         self.record(&session, &ex);
         if !reusable {
             return None;

@@ -205,7 +205,7 @@ async fn backend_connections_are_kept_alive_and_reused() {
     let origin = Origin::start().await;
     let node = Node::start(&proxy_config(&origin)).await;
     let client = http1();
-    for i in 0..5 {
+    for i in 0..10 {
         let response = client
             .get(node.url(&format!("/n/{i}")))
             .send()
@@ -214,11 +214,13 @@ async fn backend_connections_are_kept_alive_and_reused() {
         assert_eq!(response.status(), 200);
         response.bytes().await.unwrap();
     }
-    assert_eq!(origin.seen().len(), 5);
-    assert_eq!(
-        origin.connections(),
-        1,
-        "each fetch opened a new origin connection"
+    assert_eq!(origin.seen().len(), 10);
+    // hyper returns a connection to its pool as the body ends, which can race the next
+    // request by a hair; one spare connection is allowed, a connection per fetch is not.
+    assert!(
+        origin.connections() <= 2,
+        "10 sequential fetches opened {} origin connections",
+        origin.connections()
     );
 }
 

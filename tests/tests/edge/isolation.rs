@@ -139,13 +139,6 @@ async fn backend_requests_per_guest_request_are_capped() {
         "fetches past the cap must not reach the origin"
     );
     // The budget is per request: the next request gets a fresh one.
-    let text = http1()
-        .get(node.url("/?n=2"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(&node.url("/?n=2")).await;
     assert!(text.starts_with("ok=2 first_error=none"), "{text}");
 }

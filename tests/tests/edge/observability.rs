@@ -90,14 +90,7 @@ async fn metrics_count_known_traffic() {
     // scrape until all five are in (the 404 has no service).
     let mut text = String::new();
     for _ in 0..50 {
-        text = http1()
-            .get(format!("http://{metrics_addr}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        text = get_text(&format!("http://{metrics_addr}/metrics")).await;
         let counted: f64 = scrape(&text)
             .iter()
             .filter(|(k, _)| k.starts_with("outpost_requests_total"))
@@ -316,14 +309,7 @@ async fn the_grafana_dashboard_queries_metrics_the_node_exports() {
         .replace("{listen}", &addr.to_string());
     let node = Node::start_on(addr, &config, &[addr, metrics_addr]).await;
     get(&node, "proxy.test", "/").await;
-    let text = http1()
-        .get(format!("http://{metrics_addr}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(&format!("http://{metrics_addr}/metrics")).await;
     let dashboard = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../deploy/observability/grafana-dashboard.json"

@@ -363,6 +363,11 @@ pub fn http1() -> reqwest::Client {
         .unwrap()
 }
 
+/// GETs `url` over HTTP/1.1 and returns the body as text.
+pub async fn get_text(url: &str) -> String {
+    http1().get(url).send().await.unwrap().text().await.unwrap()
+}
+
 /// An h2c (HTTP/2 with prior knowledge, no TLS) client.
 pub fn h2c() -> reqwest::Client {
     install_crypto();

@@ -220,13 +220,18 @@ impl Request {
             match written {
                 Ok(()) => OutgoingBody::finish(outgoing_body, None)
                     .map_err(|code| backend_error(backend, code))?,
-                // The host may have failed the request itself; its answer says why.
                 Err(write_error) => {
+                    // The host may have failed the request itself; if so its answer says why.
+                    let host_error = match pending.get() {
+                        Some(Ok(Err(code))) => Some(backend_error(backend, code)),
+                        _ => None,
+                    };
+                    // Cancel the request before dropping the unfinished body: wasi:http hosts
+                    // may end a dropped body cleanly, and the origin must never take a cut-off
+                    // upload for a complete one.
+                    drop(pending);
                     drop(outgoing_body);
-                    return Err(match wait(&pending) {
-                        Err(e) => e.map_or(write_error, |code| backend_error(backend, code)),
-                        Ok(_) => write_error,
-                    });
+                    return Err(host_error.unwrap_or(write_error));
                 }
             }
         }

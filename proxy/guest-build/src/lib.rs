@@ -81,15 +81,62 @@ fn ensure_target() {
 
 /// Asks cargo to rerun the build script when anything under `dir` changes, except build
 /// output (which would make every build look stale).
+///
+/// Paths are printed relative to the package being built. A shared target directory (as CI
+/// caches are) then checks each checkout's own files: with absolute paths, a second clone
+/// would keep the first clone's build-script output, guest paths included.
 fn watch(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
     for entry in entries.flatten() {
         let name = entry.file_name();
         if name == "target" || name.to_string_lossy().starts_with('.') {
             continue;
         }
-        println!("cargo:rerun-if-changed={}", entry.path().display());
+        let path = entry.path();
+        let shown = manifest
+            .as_deref()
+            .map_or(path.clone(), |m| relative(&path, m));
+        println!("cargo:rerun-if-changed={}", shown.display());
+    }
+}
+
+/// `path` relative to `base` (both absolute): `../guest-examples/hello` from `proxy/`.
+fn relative(path: &Path, base: &Path) -> PathBuf {
+    let path: Vec<_> = path.components().collect();
+    let base: Vec<_> = base.components().collect();
+    let common = path.iter().zip(&base).take_while(|(a, b)| a == b).count();
+    let mut out = PathBuf::new();
+    for _ in common..base.len() {
+        out.push("..");
+    }
+    for part in &path[common..] {
+        out.push(part);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_climb_to_the_common_ancestor() {
+        assert_eq!(
+            relative(
+                Path::new("/w/repo/guest-examples/hello"),
+                Path::new("/w/repo/proxy")
+            ),
+            PathBuf::from("../guest-examples/hello")
+        );
+        assert_eq!(
+            relative(
+                Path::new("/w/repo/tests/guests/trap"),
+                Path::new("/w/repo/tests")
+            ),
+            PathBuf::from("guests/trap")
+        );
     }
 }

@@ -142,3 +142,27 @@ async fn backend_requests_per_guest_request_are_capped() {
     let text = get_text(&node.url("/?n=2")).await;
     assert!(text.starts_with("ok=2 first_error=none"), "{text}");
 }
+
+#[tokio::test]
+async fn a_guest_dying_mid_upload_never_hands_the_origin_a_complete_short_body() {
+    let origin = Origin::start().await;
+    let config = one_service(
+        &test_guest("half_upload"),
+        "",
+        &[("origin", format!("url = \"{}\"", origin.url()))],
+    );
+    let node = Node::start(&config).await;
+    let response = http1().get(node.url("/")).send().await.unwrap();
+    assert_eq!(response.status(), 500);
+    // The origin sees the upload break off, as the node aborts the connection.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    for seen in origin.seen() {
+        assert!(
+            !seen.body_complete,
+            "the origin took a cut-off upload of {} bytes for a complete body",
+            seen.body_len
+        );
+    }
+    let log = node.wait_log("dying halfway").await;
+    assert!(log.contains("dying halfway through an upload"), "{log}");
+}

@@ -318,3 +318,33 @@ async fn between_bytes_timeout_cuts_a_stalled_origin_body() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_client_abandoning_an_upload_never_reaches_the_origin_as_a_complete_body() {
+    use tokio::io::AsyncWriteExt;
+    let origin = Origin::start().await;
+    let node = Node::start(&proxy_config(&origin)).await;
+    // A chunked upload that stops after two chunks: the client goes away mid-body.
+    let mut stream = tokio::net::TcpStream::connect(node.addr).await.unwrap();
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: up.test\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        stream.write_all(b"400\r\n").await.unwrap();
+        stream.write_all(&[b'u'; 0x400]).await.unwrap();
+        stream.write_all(b"\r\n").await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    drop(stream);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for seen in origin.seen() {
+        assert!(
+            !seen.body_complete,
+            "the origin took a cut-off upload of {} bytes for a complete body",
+            seen.body_len
+        );
+    }
+    let log = node.log();
+    assert!(!log.contains("panicked"), "{log}");
+}

@@ -50,6 +50,8 @@ pub struct Seen {
     pub headers: http::HeaderMap,
     pub body_len: usize,
     pub body_prefix: Vec<u8>,
+    /// Whether the body ended properly (false: the sender broke off mid-body).
+    pub body_complete: bool,
 }
 
 impl Seen {
@@ -184,12 +186,11 @@ async fn handle(
         headers: parts.headers.clone(),
         body_len: 0,
         body_prefix: Vec::new(),
+        body_complete: false,
     };
-    let bytes = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let collected = body.collect().await;
+    record.body_complete = collected.is_ok();
+    let bytes = collected.map(|b| b.to_bytes()).unwrap_or_default();
     record.body_len = bytes.len();
     record.body_prefix = bytes[..bytes.len().min(64)].to_vec();
     seen.lock().unwrap().push(record);

@@ -8,10 +8,15 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::backend::Backend;
@@ -26,6 +31,10 @@ pub struct EdgeHooks {
     backends: Arc<Backends>,
     remaining_requests: u32,
     origin_time: Arc<AtomicU64>,
+    /// Set when the guest goes away without ending cleanly (trap, deadline, abort); the
+    /// request bodies it was streaming to origins then end in an error, not cleanly.
+    guest_failed: Arc<AtomicBool>,
+    ended_cleanly: bool,
 }
 
 impl EdgeHooks {
@@ -44,7 +53,14 @@ impl EdgeHooks {
             backends,
             remaining_requests: max_requests,
             origin_time,
+            guest_failed: Arc::default(),
+            ended_cleanly: false,
         }
+    }
+
+    /// Marks the guest as finished without error, so its outgoing bodies may end normally.
+    pub fn ended_cleanly(&mut self) {
+        self.ended_cleanly = true;
     }
 }
 
@@ -87,6 +103,14 @@ impl WasiHttpHooks for EdgeHooks {
         }
         self.remaining_requests -= 1;
         let origin_time = self.origin_time.clone();
+        let failed = self.guest_failed.clone();
+        let request = request.map(|body| {
+            GuardedBody {
+                inner: body,
+                failed,
+            }
+            .boxed_unsync()
+        });
         Box::new(async move {
             let started = Instant::now();
             let response = backend.send(request).await;
@@ -105,5 +129,49 @@ impl WasiHttpHooks for EdgeHooks {
 
     fn default_scheme(&mut self) -> Option<http::uri::Scheme> {
         Some(http::uri::Scheme::HTTP)
+    }
+}
+
+impl Drop for EdgeHooks {
+    fn drop(&mut self) {
+        if !self.ended_cleanly {
+            self.guest_failed.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// A guest's outgoing request body. wasmtime-wasi-http 48 ends such a body cleanly when the
+/// guest drops it without `finish` (as a dying guest does), so an origin would take a cut-off
+/// chunked upload for a complete one. This wrapper turns that end into an error when the
+/// guest failed, so the connection to the origin is aborted instead.
+struct GuardedBody {
+    inner: WasiBody,
+    failed: Arc<AtomicBool>,
+}
+
+impl Body for GuardedBody {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(None) if self.failed.load(Ordering::SeqCst) => {
+                Poll::Ready(Some(Err(HttpError::HttpRequestBodySize(None))))
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        // True only for bodies known empty up front (no body at all); a guest's streamed
+        // body never claims its end early, so the last poll decides.
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -139,10 +139,12 @@ impl std::fmt::Display for GuestFailure {
 
 /// Per-request state inside a guest's `Store`.
 pub struct GuestState {
+    // `hooks` drops before `table`: a guest that did not end cleanly is marked failed
+    // before its unfinished outgoing bodies (in the table) close.
+    hooks: EdgeHooks,
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
-    hooks: EdgeHooks,
     limits: StoreLimits,
 }
 
@@ -303,6 +305,9 @@ impl Runtime {
                 Ok(Err(e)) => Err(classify(&e)),
                 Ok(Ok(())) => Ok(()),
             };
+            if outcome.is_ok() {
+                store.data_mut().hooks.ended_cleanly();
+            }
             let text = |pipe: &MemoryOutputPipe| {
                 String::from_utf8_lossy(&pipe.contents())
                     .trim_end()

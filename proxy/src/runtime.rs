@@ -348,7 +348,7 @@ impl Runtime {
 }
 
 /// What a finished guest left behind.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct GuestDone {
     /// Whether the guest finished cleanly.
     pub outcome: Result<(), GuestFailure>,

@@ -439,7 +439,7 @@ impl EdgeApp {
             guest_failed(service, ex, failure, &done);
             return false;
         }
-        log_guest_output(&service.name, &ex.request_id, &done);
+        log_guest_output(&service.name, &ex.request_id, &done.stdout, &done.stderr);
         session.finish_body().await.is_ok()
     }
 
@@ -493,21 +493,13 @@ fn guest_failed(service: &Service, ex: &Exchange, failure: &GuestFailure, done: 
         format!("; guest stderr: {}", done.stderr)
     };
     tracing::warn!(service = %service.name, request_id = %ex.request_id, kind = failure.kind(), "{failure}{stderr}");
-    if !done.stdout.is_empty() {
-        log_guest_output(
-            &service.name,
-            &ex.request_id,
-            &GuestDone {
-                stderr: String::new(),
-                ..done.clone()
-            },
-        );
-    }
+    // stderr is already part of the warning above.
+    log_guest_output(&service.name, &ex.request_id, &done.stdout, "");
 }
 
 /// Logs what a guest printed, one line per log record, tagged with service and request id.
-fn log_guest_output(service: &str, request_id: &str, done: &GuestDone) {
-    for (stream, text) in [("stdout", &done.stdout), ("stderr", &done.stderr)] {
+fn log_guest_output(service: &str, request_id: &str, stdout: &str, stderr: &str) {
+    for (stream, text) in [("stdout", stdout), ("stderr", stderr)] {
         for line in text.lines() {
             tracing::info!(target: "outpost::guest", service = %service, request_id = %request_id, stream, "{line}");
         }

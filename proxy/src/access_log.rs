@@ -40,6 +40,8 @@ pub struct AccessRecord<'a> {
     pub guest: Option<Duration>,
     /// Time spent waiting for backend response heads.
     pub origin: Duration,
+    /// How the edge cache answered the latest backend fetch (`HIT`, `MISS`, ...), if any.
+    pub cache: Option<&'a str>,
 }
 
 impl AccessLog {
@@ -87,6 +89,7 @@ impl AccessLog {
             "duration_ms": ms(record.total),
             "guest_ms": record.guest.map(ms),
             "origin_ms": ms(record.origin),
+            "cache": record.cache,
         })
         .to_string();
         line.push('\n');

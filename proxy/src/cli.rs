@@ -161,6 +161,8 @@ pub fn quick_config(
         },
     );
     let mut config = Config {
+        cache: Default::default(),
+        admin: Default::default(),
         server: Default::default(),
         tls: None,
         runtime: Default::default(),

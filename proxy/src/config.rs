@@ -66,6 +66,12 @@ pub struct Config {
     /// The node's own log and the access log.
     #[serde(default)]
     pub log: LogConfig,
+    /// The edge cache shared by all services.
+    #[serde(default)]
+    pub cache: CacheConfig,
+    /// The admin API (purge, health).
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// Where relative paths in this config are resolved from (the file's directory).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -111,6 +117,45 @@ impl Default for ServerConfig {
 pub struct MetricsConfig {
     /// Address of the metrics listener; no listener when absent.
     pub listen: Option<SocketAddr>,
+}
+
+/// The edge cache: memory bound and behaviour knobs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Total memory for stored responses, e.g. `"512MiB"`; `0` turns the cache off.
+    pub memory: bytesize::ByteSize,
+    /// Largest single response stored, e.g. `"16MiB"`; larger ones pass through.
+    pub max_object: bytesize::ByteSize,
+    /// How long a request waits for a concurrent fetch of the same object before going to
+    /// the origin itself.
+    pub collapse_wait_ms: u64,
+    /// How long an uncacheable answer lets its URL skip request collapsing.
+    pub hit_for_miss_secs: u64,
+    /// How long a stale response with validators is kept for revalidation.
+    pub keep_stale_secs: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            memory: bytesize::ByteSize::mib(256),
+            max_object: bytesize::ByteSize::mib(16),
+            collapse_wait_ms: 15_000,
+            hit_for_miss_secs: 120,
+            keep_stale_secs: 600,
+        }
+    }
+}
+
+/// The admin API: purge and health, on its own listener, behind a bearer token.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address of the admin listener; no listener when absent.
+    pub listen: Option<SocketAddr>,
+    /// The bearer token every admin request must carry (`Authorization: Bearer …`).
+    pub token: Option<String>,
 }
 
 /// Logging: the node's own log level and the JSON access log.
@@ -370,6 +415,47 @@ impl Config {
                 "metrics.listen",
                 format!("{metrics} is also a server listener"),
                 "give the metrics listener its own port",
+            ));
+        }
+        if let Some(admin) = self.admin.listen {
+            if self
+                .admin
+                .token
+                .as_deref()
+                .is_none_or(|t| t.trim().len() < 16)
+            {
+                return Err(self.invalid(
+                    "admin.token",
+                    "the admin listener needs a bearer token of at least 16 characters",
+                    "set `token = \"...\"` under [admin], e.g. the output of `openssl rand -hex 24`",
+                ));
+            }
+            if self.server.listen.contains(&admin) || self.metrics.listen == Some(admin) {
+                return Err(self.invalid(
+                    "admin.listen",
+                    format!("{admin} is already used by another listener"),
+                    "give the admin listener its own port",
+                ));
+            }
+        }
+        if self.cache.memory.as_u64() > 0 && self.cache.max_object > self.cache.memory {
+            return Err(self.invalid(
+                "cache.max_object",
+                format!(
+                    "{} is larger than cache.memory ({})",
+                    self.cache.max_object, self.cache.memory
+                ),
+                "make max_object at most a fraction of memory, e.g. 16MiB",
+            ));
+        }
+        if self.cache.max_object.as_u64() > u32::MAX as u64 / 2 {
+            return Err(self.invalid(
+                "cache.max_object",
+                format!(
+                    "{} is more than one object may weigh",
+                    self.cache.max_object
+                ),
+                "use at most 2GiB",
             ));
         }
         if self.server.max_header_bytes < 1024 {

@@ -63,6 +63,8 @@ pub fn default_config(listen: SocketAddr, origin: SocketAddr) -> std::io::Result
         },
     );
     let mut config = Config {
+        cache: Default::default(),
+        admin: Default::default(),
         server: Default::default(),
         tls: None,
         runtime: Default::default(),

@@ -1,18 +1,20 @@
-//! What guests may call beyond computing: today, outgoing HTTP to named backends.
+//! What guests may call beyond computing: outgoing HTTP to named backends, through the
+//! edge cache.
 //!
 //! Every `wasi:http/outgoing-handler.handle` a guest makes lands in
 //! [`EdgeHooks::send_request`]. The request's authority must name one of the service's
 //! configured backends; anything else fails with `HTTP-request-denied`, which the guest sees
 //! as a typed error. The host never connects anywhere the config did not name, and a request
-//! may make at most `limits.max_backend_requests` fetches.
+//! may make at most `limits.max_backend_requests` fetches. Allowed fetches go through the
+//! [`EdgeCache`] (unless the guest passes), which decides whether the origin is reached.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -20,17 +22,53 @@ use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::backend::Backend;
+use crate::cache::{CacheState, EdgeCache, Overrides};
 
 /// The named backends of one service.
 pub type Backends = BTreeMap<String, Arc<Backend>>;
+
+/// What one request's backend fetches cost and how the cache answered them; shared between
+/// the guest's hooks and the server, which reports it in Server-Timing and the access log.
+#[derive(Debug, Default)]
+pub struct FetchStats {
+    origin_ns: AtomicU64,
+    /// 0 when no fetch happened, else 1 + the [`CacheState`] index of the latest fetch.
+    cache: AtomicU8,
+}
+
+impl FetchStats {
+    /// Time spent waiting for backend response heads (cache hits count their lookup).
+    pub fn origin_time(&self) -> Duration {
+        Duration::from_nanos(self.origin_ns.load(Ordering::Relaxed))
+    }
+
+    /// How the cache answered the latest fetch, if there was one.
+    pub fn cache_state(&self) -> Option<CacheState> {
+        match self.cache.load(Ordering::Relaxed) {
+            0 => None,
+            n => CacheState::ALL.get(n as usize - 1).copied(),
+        }
+    }
+
+    fn record(&self, waited: Duration, state: Option<CacheState>) {
+        self.origin_ns
+            .fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
+        if let Some(state) = state {
+            self.cache.store(state.index() as u8 + 1, Ordering::Relaxed);
+        }
+    }
+}
 
 /// Per-request egress policy, stored in the guest's `Store`.
 pub struct EdgeHooks {
     service: Arc<str>,
     request_id: Arc<str>,
     backends: Arc<Backends>,
+    cache: Option<Arc<EdgeCache>>,
     remaining_requests: u32,
-    origin_time: Arc<AtomicU64>,
+    stats: Arc<FetchStats>,
+    /// Cache instructions for the next fetch (set through the guest's typed cache calls).
+    pub next_overrides: Overrides,
     /// Set when the guest goes away without ending cleanly (trap, deadline, abort); the
     /// request bodies it was streaming to origins then end in an error, not cleanly.
     guest_failed: Arc<AtomicBool>,
@@ -38,21 +76,25 @@ pub struct EdgeHooks {
 }
 
 impl EdgeHooks {
-    /// Hooks for one request of `service`, allowing `max_requests` backend fetches. The
-    /// time spent waiting for backend response heads accumulates in `origin_time` (ns).
+    /// Hooks for one request of `service`, allowing `max_requests` backend fetches through
+    /// `cache` (straight to the origin when there is none). Timings and cache results
+    /// accumulate in `stats`.
     pub fn new(
         service: Arc<str>,
         request_id: Arc<str>,
         backends: Arc<Backends>,
+        cache: Option<Arc<EdgeCache>>,
         max_requests: u32,
-        origin_time: Arc<AtomicU64>,
+        stats: Arc<FetchStats>,
     ) -> Self {
         Self {
             service,
             request_id,
             backends,
+            cache,
             remaining_requests: max_requests,
-            origin_time,
+            stats,
+            next_overrides: Overrides::default(),
             guest_failed: Arc::default(),
             ended_cleanly: false,
         }
@@ -102,7 +144,10 @@ impl WasiHttpHooks for EdgeHooks {
             return Box::new(async { Err(HttpError::ConnectionLimitReached) });
         }
         self.remaining_requests -= 1;
-        let origin_time = self.origin_time.clone();
+        let stats = self.stats.clone();
+        let cache = self.cache.clone();
+        let service = self.service.clone();
+        let overrides = std::mem::take(&mut self.next_overrides);
         let failed = self.guest_failed.clone();
         let request = request.map(|body| {
             GuardedBody {
@@ -113,9 +158,21 @@ impl WasiHttpHooks for EdgeHooks {
         });
         Box::new(async move {
             let started = Instant::now();
-            let response = backend.send(request).await;
-            origin_time.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-            let response = response?;
+            let response = match cache {
+                Some(cache) => cache
+                    .fetch(&service, backend, request, overrides)
+                    .await
+                    .map(|(response, state)| (response, Some(state))),
+                None => backend.send(request).await.map(|r| (r, None)),
+            };
+            let (response, state) = match response {
+                Ok(answer) => answer,
+                Err(error) => {
+                    stats.record(started.elapsed(), None);
+                    return Err(error);
+                }
+            };
+            stats.record(started.elapsed(), state);
             let io_done: Box<dyn Future<Output = Result<(), HttpError>> + Send> =
                 Box::new(async { Ok(()) });
             Ok((response, io_done))

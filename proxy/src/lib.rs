@@ -10,7 +10,9 @@
 //! default that `outpost serve` starts with no arguments.
 
 pub mod access_log;
+pub mod admin;
 pub mod backend;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod demo;

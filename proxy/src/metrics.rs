@@ -7,6 +7,8 @@
 
 use std::sync::Arc;
 
+use crate::cache::CacheState;
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
@@ -44,6 +46,9 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     /// Client connections open right now.
     pub connections: IntGauge,
+    cache_lookups: IntCounterVec,
+    cache_bytes: IntGauge,
+    cache_objects: IntGauge,
 }
 
 fn class_index(status: u16) -> usize {
@@ -118,8 +123,24 @@ impl Metrics {
             "outpost_connections_open",
             "Client connections open right now.",
         );
+        let cache_lookups = counter(
+            "outpost_cache_lookups_total",
+            "Backend fetches by how the edge cache answered them (hit, miss, stale, pass, revalidated).",
+            &["result"],
+        );
+        let cache_bytes = gauge(
+            "outpost_cache_bytes",
+            "Bytes held by the edge cache (heads and bodies).",
+        );
+        let cache_objects = gauge(
+            "outpost_cache_objects",
+            "Responses stored in the edge cache (each Vary variant counts).",
+        );
         Arc::new(Metrics {
             registry,
+            cache_lookups,
+            cache_bytes,
+            cache_objects,
             requests,
             request_duration,
             instantiate,
@@ -153,6 +174,15 @@ impl Metrics {
             failed: self
                 .backend_duration
                 .with_label_values(&[service, backend, "error"]),
+        }
+    }
+
+    /// Resolves the edge cache's handles.
+    pub fn cache(&self) -> CacheMetrics {
+        CacheMetrics {
+            lookups: CacheState::ALL.map(|s| self.cache_lookups.with_label_values(&[s.label()])),
+            bytes: self.cache_bytes.clone(),
+            objects: self.cache_objects.clone(),
         }
     }
 
@@ -215,15 +245,43 @@ impl BackendMetrics {
     }
 }
 
+/// The edge cache's metric handles.
+#[derive(Clone)]
+pub struct CacheMetrics {
+    lookups: [IntCounter; 5],
+    bytes: IntGauge,
+    objects: IntGauge,
+}
+
+impl CacheMetrics {
+    /// Counts one fetch answered with `state`.
+    pub fn lookup(&self, state: CacheState) {
+        self.lookups[state.index()].inc();
+    }
+
+    /// Sets the stored bytes and objects.
+    pub fn set_size(&self, bytes: u64, objects: u64) {
+        self.bytes.set(bytes as i64);
+        self.objects.set(objects as i64);
+    }
+}
+
+/// Work done just before each scrape, such as settling gauges that are costly to keep exact.
+pub type ScrapeHook = Box<dyn Fn() + Send + Sync>;
+
 /// The `/metrics` listener: Prometheus text for `GET /metrics`, 404 otherwise.
 pub struct MetricsEndpoint {
     metrics: Arc<Metrics>,
+    before_scrape: Option<ScrapeHook>,
 }
 
 impl MetricsEndpoint {
-    /// Serves `metrics`.
-    pub fn new(metrics: Arc<Metrics>) -> Self {
-        Self { metrics }
+    /// Serves `metrics`, running `before_scrape` before each exposition.
+    pub fn new(metrics: Arc<Metrics>, before_scrape: Option<ScrapeHook>) -> Self {
+        Self {
+            metrics,
+            before_scrape,
+        }
     }
 }
 
@@ -240,6 +298,9 @@ impl pingora_core::apps::http_app::ServeHttp for MetricsEndpoint {
                 .header("content-type", "text/plain")
                 .body(b"metrics are at /metrics\n".to_vec())
                 .expect("static response");
+        }
+        if let Some(hook) = &self.before_scrape {
+            hook();
         }
         let body = self.metrics.encode();
         http::Response::builder()

@@ -14,7 +14,9 @@ use pingora_core::server::configuration::ServerConf;
 use pingora_core::services::listening::Service as ListeningService;
 
 use crate::access_log::AccessLog;
+use crate::admin::AdminApi;
 use crate::backend::{Backend, BackendError};
+use crate::cache::{CacheSettings, EdgeCache};
 use crate::config::{Config, normalize_domain};
 use crate::metrics::{Metrics, MetricsEndpoint};
 use crate::runtime::{Guest, Runtime, RuntimeError};
@@ -63,6 +65,7 @@ pub struct Node {
     sni: Option<Arc<SniResolver>>,
     runtime: Arc<Runtime>,
     metrics: Arc<Metrics>,
+    cache: Option<Arc<EdgeCache>>,
 }
 
 impl Node {
@@ -77,6 +80,8 @@ impl Node {
             << 20;
         let runtime = Arc::new(Runtime::new(&config.runtime, max_memory)?);
         let metrics = Metrics::new();
+        let cache = (config.cache.memory.as_u64() > 0)
+            .then(|| EdgeCache::new(CacheSettings::from(&config.cache), metrics.cache()));
         let mut router = Router::default();
         for (name, service_config) in &config.services {
             let path = config.resolve(&service_config.guest);
@@ -106,6 +111,7 @@ impl Node {
                 backends: Arc::new(backends),
                 server_timing: service_config.server_timing,
                 metrics: metrics.service(name),
+                cache: cache.clone(),
             });
             for domain in &service_config.domains {
                 let domain = normalize_domain(domain).expect("validated by Config::validate");
@@ -133,6 +139,7 @@ impl Node {
             sni,
             runtime,
             metrics,
+            cache,
         })
     }
 
@@ -171,12 +178,25 @@ impl Node {
         }
         server.add_service(service);
         if let Some(addr) = self.config.metrics.listen {
+            let cache = self.cache.clone();
+            let before_scrape = cache
+                .map(|cache| Box::new(move || cache.update_gauges()) as crate::metrics::ScrapeHook);
             let mut metrics = ListeningService::new(
                 "outpost metrics".to_owned(),
-                MetricsEndpoint::new(self.metrics.clone()),
+                MetricsEndpoint::new(self.metrics.clone(), before_scrape),
             );
             metrics.add_tcp(&addr.to_string());
             server.add_service(metrics);
+        }
+        if let (Some(addr), Some(token)) = (self.config.admin.listen, &self.config.admin.token) {
+            let api = AdminApi::new(
+                token.clone(),
+                self.cache.clone(),
+                self.config.services.keys().cloned().collect(),
+            );
+            let mut admin = ListeningService::new("outpost admin".to_owned(), api);
+            admin.add_tcp(&addr.to_string());
+            server.add_service(admin);
         }
         server.run_forever()
     }

@@ -31,8 +31,9 @@ use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
 use crate::access_log::{AccessLog, AccessRecord};
 use crate::backend::strip_hop_by_hop;
+use crate::cache::EdgeCache;
 use crate::config::{LimitsConfig, ServerConfig};
-use crate::host::{Backends, EdgeHooks};
+use crate::host::{Backends, EdgeHooks, FetchStats};
 use crate::metrics::{Metrics, ServiceMetrics};
 use crate::runtime::{Guest, GuestDone, GuestFailure, GuestResponse, Runtime};
 
@@ -58,6 +59,8 @@ pub struct Service {
     pub server_timing: bool,
     /// This service's metric handles.
     pub metrics: ServiceMetrics,
+    /// The node's edge cache; `None` when `cache.memory` is 0.
+    pub cache: Option<Arc<EdgeCache>>,
 }
 
 /// Maps a request's host to its service: exact names first, then the longest wildcard
@@ -141,14 +144,8 @@ struct Exchange {
     bytes_out: u64,
     guest: Option<Duration>,
     instantiate: Option<Duration>,
-    /// Nanoseconds spent waiting for backend response heads (shared with the guest's hooks).
-    origin: Arc<AtomicU64>,
-}
-
-impl Exchange {
-    fn origin_time(&self) -> Duration {
-        Duration::from_nanos(self.origin.load(Ordering::Relaxed))
-    }
+    /// Backend fetch timings and cache results (shared with the guest's hooks).
+    fetches: Arc<FetchStats>,
 }
 
 /// Decrements a gauge when dropped, so cancelled work is counted out too.
@@ -259,8 +256,9 @@ impl EdgeApp {
             service.name.clone(),
             ex.request_id.clone(),
             service.backends.clone(),
+            service.cache.clone(),
             service.limits.max_backend_requests,
-            ex.origin.clone(),
+            ex.fetches.clone(),
         );
         let start = self
             .runtime
@@ -370,7 +368,10 @@ impl EdgeApp {
             if let Some(instantiate) = invocation.instantiate {
                 timing.push_str(&format!(", instantiate;dur={:.3}", ms(instantiate)));
             }
-            timing.push_str(&format!(", origin;dur={:.3}", ms(ex.origin_time())));
+            timing.push_str(&format!(", origin;dur={:.3}", ms(ex.fetches.origin_time())));
+            if let Some(state) = ex.fetches.cache_state() {
+                timing.push_str(&format!(", cache;desc={}", state.as_header()));
+            }
             let _ = head.append_header(SERVER_TIMING, timing);
         }
         let http11 = session.req_header().version >= http::Version::HTTP_11;
@@ -470,7 +471,8 @@ impl EdgeApp {
                 bytes_out: ex.bytes_out,
                 total,
                 guest: ex.guest,
-                origin: ex.origin_time(),
+                origin: ex.fetches.origin_time(),
+                cache: ex.fetches.cache_state().map(|s| s.as_header()),
             });
         }
     }
@@ -587,7 +589,7 @@ impl HttpServerApp for EdgeApp {
             bytes_out: 0,
             guest: None,
             instantiate: None,
-            origin: Arc::default(),
+            fetches: Arc::default(),
         };
         match session.read_request().await {
             Ok(true) => {}

@@ -2,6 +2,7 @@
 //! config file, real HTTP/1.1, h2c and TLS clients, and guests compiled from Rust sources
 //! (guest-examples/ and tests/guests/). One binary, one module per area.
 
+mod cache;
 mod cli;
 mod isolation;
 mod observability;

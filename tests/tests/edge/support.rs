@@ -60,15 +60,46 @@ impl Seen {
     }
 }
 
+/// A response the origin gives for one path, set by a test with [`Origin::set`].
+#[derive(Debug, Clone, Default)]
+pub struct Canned {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    /// Wait this long before answering.
+    pub delay: Duration,
+    /// Send half the body, wait this long, then the rest.
+    pub trickle: Option<Duration>,
+    /// Append the value of this request header to the body (to tell variants apart).
+    pub echo_header: Option<String>,
+}
+
+impl Canned {
+    /// A 200 with `body` and these headers.
+    pub fn ok(body: &str, headers: &[(&str, &str)]) -> Canned {
+        Canned {
+            status: 200,
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: body.to_owned(),
+            ..Canned::default()
+        }
+    }
+}
+
 /// A real HTTP origin on 127.0.0.1 that records every request.
 ///
-/// Routes: `/echo` streams the request body back; `/bytes/N` streams N pattern bytes;
-/// `/slow/MS` waits MS milliseconds first; anything else answers with `?status=` (default
-/// 200), a few fixed headers and a body naming the path.
+/// Routes: paths set with [`Origin::set`] answer as canned (with a 304 when the request's
+/// If-None-Match names the canned ETag); `/echo` streams the request body back; `/bytes/N`
+/// streams N pattern bytes; `/slow/MS` waits MS milliseconds first; anything else answers
+/// with `?status=` (default 200), a few fixed headers and a body naming the path.
 pub struct Origin {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
     connections: Arc<AtomicUsize>,
+    canned: Arc<Mutex<HashMap<String, Canned>>>,
 }
 
 impl Origin {
@@ -95,8 +126,10 @@ impl Origin {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let canned: Arc<Mutex<HashMap<String, Canned>>> = Arc::default();
         let connections = Arc::new(AtomicUsize::new(0));
         let record = seen.clone();
+        let answers = canned.clone();
         let accepted = connections.clone();
         tokio::spawn(async move {
             loop {
@@ -105,9 +138,11 @@ impl Origin {
                 };
                 accepted.fetch_add(1, Ordering::SeqCst);
                 let record = record.clone();
+                let answers = answers.clone();
                 let tls = tls.clone();
                 tokio::spawn(async move {
-                    let service = service_fn(move |req| handle(req, record.clone()));
+                    let service =
+                        service_fn(move |req| handle(req, record.clone(), answers.clone()));
                     let builder =
                         hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                     match tls {
@@ -131,7 +166,21 @@ impl Origin {
             addr,
             seen,
             connections,
+            canned,
         }
+    }
+
+    /// Makes `path` answer with `canned` from now on.
+    pub fn set(&self, path: &str, canned: Canned) {
+        self.canned.lock().unwrap().insert(path.to_owned(), canned);
+    }
+
+    /// Requests received for `path` (ignoring the query).
+    pub fn hits(&self, path: &str) -> Vec<Seen> {
+        self.seen()
+            .into_iter()
+            .filter(|s| s.path_and_query.split('?').next() == Some(path))
+            .collect()
     }
 
     /// TCP connections accepted so far.
@@ -172,6 +221,7 @@ pub fn pattern_bytes(n: usize) -> Vec<u8> {
 async fn handle(
     req: hyper::Request<hyper::body::Incoming>,
     seen: Arc<Mutex<Vec<Seen>>>,
+    canned: Arc<Mutex<HashMap<String, Canned>>>,
 ) -> Result<hyper::Response<OriginBody>, Infallible> {
     let (parts, body) = req.into_parts();
     let path_and_query = parts
@@ -194,6 +244,11 @@ async fn handle(
     record.body_len = bytes.len();
     record.body_prefix = bytes[..bytes.len().min(64)].to_vec();
     seen.lock().unwrap().push(record);
+
+    let answer = canned.lock().unwrap().get(&path).cloned();
+    if let Some(answer) = answer {
+        return Ok(answer_canned(answer, &parts.headers).await);
+    }
 
     if path == "/echo" {
         // The whole body was read first (as most origins do; answering while still reading
@@ -233,6 +288,56 @@ async fn handle(
         .header("content-type", "text/plain")
         .body(http_body_util::Full::new(Bytes::from(text)).boxed())
         .unwrap())
+}
+
+async fn answer_canned(canned: Canned, request: &http::HeaderMap) -> hyper::Response<OriginBody> {
+    tokio::time::sleep(canned.delay).await;
+    let mut builder = hyper::Response::builder().status(canned.status);
+    let mut etag = None;
+    for (name, value) in &canned.headers {
+        if name.eq_ignore_ascii_case("etag") {
+            etag = Some(value.clone());
+        }
+        builder = builder.header(name, value);
+    }
+    let inm = request.get("if-none-match").and_then(|v| v.to_str().ok());
+    if let (Some(etag), Some(inm)) = (&etag, inm)
+        && inm.split(',').any(|c| c.trim() == etag)
+    {
+        return builder
+            .status(304)
+            .body(http_body_util::Empty::new().boxed())
+            .unwrap();
+    }
+    let mut body = canned.body.clone();
+    if let Some(name) = &canned.echo_header {
+        body.push_str(
+            request
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-"),
+        );
+    }
+    let body = Bytes::from(body);
+    match canned.trickle {
+        None => builder
+            .header("content-length", body.len())
+            .body(http_body_util::Full::new(body).boxed())
+            .unwrap(),
+        Some(pause) => {
+            let half = body.len() / 2;
+            let (first, rest) = (body.slice(..half), body.slice(half..));
+            let stream = futures::StreamExt::chain(
+                futures::stream::iter([first]),
+                futures::stream::once(async move {
+                    tokio::time::sleep(pause).await;
+                    rest
+                }),
+            );
+            let stream = futures::StreamExt::map(stream, |b| Ok::<_, Infallible>(Frame::data(b)));
+            builder.body(StreamBody::new(stream).boxed()).unwrap()
+        }
+    }
 }
 
 /// The node binary, started from a config file, killed on drop.

@@ -69,6 +69,8 @@ pub struct EdgeHooks {
     stats: Arc<FetchStats>,
     /// Cache instructions for the next fetch (set through the guest's typed cache calls).
     pub next_overrides: Overrides,
+    /// Simple-cache key locks this request holds (`get-or-lock`), released when it ends.
+    held_locks: Vec<String>,
     /// Set when the guest goes away without ending cleanly (trap, deadline, abort); the
     /// request bodies it was streaming to origins then end in an error, not cleanly.
     guest_failed: Arc<AtomicBool>,
@@ -95,8 +97,34 @@ impl EdgeHooks {
             remaining_requests: max_requests,
             stats,
             next_overrides: Overrides::default(),
+            held_locks: Vec::new(),
             guest_failed: Arc::default(),
             ended_cleanly: false,
+        }
+    }
+
+    /// The service this request belongs to.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// The edge cache, when the node has one.
+    pub fn cache(&self) -> Option<std::sync::Arc<EdgeCache>> {
+        self.cache.clone()
+    }
+
+    /// Remembers a simple-cache key lock this request holds, to release when it ends.
+    pub fn hold_lock(&mut self, key: String) {
+        self.held_locks.push(key);
+    }
+
+    /// Releases a simple-cache key lock this request held (after its insert).
+    pub fn release_lock(&mut self, key: &str) {
+        if let Some(at) = self.held_locks.iter().position(|k| k == key) {
+            let key = self.held_locks.swap_remove(at);
+            if let Some(cache) = &self.cache {
+                cache.value_unlock(&self.service, &key);
+            }
         }
     }
 
@@ -191,6 +219,11 @@ impl WasiHttpHooks for EdgeHooks {
 
 impl Drop for EdgeHooks {
     fn drop(&mut self) {
+        for key in std::mem::take(&mut self.held_locks) {
+            if let Some(cache) = &self.cache {
+                cache.value_unlock(&self.service, &key);
+            }
+        }
         if !self.ended_cleanly {
             self.guest_failed.store(true, Ordering::SeqCst);
         }

@@ -28,6 +28,8 @@
 //!
 //! - [`Request`] and [`Response`] use the [`http`] crate's method, status and header types.
 //! - [`Request::send`] fetches from a named backend; bodies stream through in chunks.
+//! - [`cache`] controls the edge cache per fetch ([`cache::CacheOverride`]) and offers a
+//!   key/value cache for computed values with collapsing and purge by surrogate key.
 //! - [`Error`] carries the status the client sees when the handler returns `Err`.
 //! - A panic becomes a `500` for this request only, with the panic message in the node's log.
 //!
@@ -35,6 +37,7 @@
 //! is one convenient way to write one. The WIT world is in `sdk/wit`.
 
 mod body;
+pub mod cache;
 mod error;
 mod message;
 mod request;

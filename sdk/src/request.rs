@@ -5,6 +5,7 @@ use wasip2::http::outgoing_handler;
 use wasip2::http::types::{IncomingRequest, OutgoingBody, OutgoingRequest, Scheme};
 
 use crate::body::Body;
+use crate::cache::CacheOverride;
 use crate::error::{Error, ErrorKind};
 use crate::response::Response;
 use crate::wasi::{
@@ -28,6 +29,7 @@ pub struct Request {
     uri: Uri,
     headers: HeaderMap,
     body: Body,
+    cache: Option<CacheOverride>,
 }
 
 impl Request {
@@ -51,6 +53,7 @@ impl Request {
             uri,
             headers: HeaderMap::new(),
             body: Body::empty(),
+            cache: None,
         }
     }
 
@@ -105,6 +108,7 @@ impl Request {
             uri,
             headers,
             body,
+            cache: None,
         })
     }
 
@@ -157,6 +161,25 @@ impl Request {
 
     crate::message::headers_and_body!(Request);
 
+    /// Sets how the edge cache treats this request when it is [sent](Request::send): pass,
+    /// a forced TTL, surrogate keys, ... Without one, the origin's headers decide (RFC 9111).
+    ///
+    /// ```
+    /// use outpost::cache::CacheOverride;
+    ///
+    /// let mut req = outpost::Request::get("/account");
+    /// req.set_cache_override(CacheOverride::pass());
+    /// assert!(req.cache_override().is_some_and(|o| o.is_pass()));
+    /// ```
+    pub fn set_cache_override(&mut self, cache: CacheOverride) {
+        self.cache = Some(cache);
+    }
+
+    /// The cache override set with [`Request::set_cache_override`], if any.
+    pub fn cache_override(&self) -> Option<&CacheOverride> {
+        self.cache.as_ref()
+    }
+
     /// Sends the request to the backend named `backend` and waits for the response head.
     /// The path and query are kept; the backend's configured URL decides scheme, host and
     /// any path prefix. A streaming body streams through without being buffered.
@@ -175,6 +198,7 @@ impl Request {
             uri,
             mut headers,
             body,
+            cache,
         } = self;
         if let Some(len) = body.known_len() {
             if len > 0 || method_has_body(&method) {
@@ -211,6 +235,9 @@ impl Request {
         } else {
             None
         };
+        if let Some(cache) = &cache {
+            cache.apply();
+        }
         let pending =
             outgoing_handler::handle(request, None).map_err(|code| backend_error(backend, code))?;
         if let Some(outgoing_body) = outgoing_body {

@@ -34,6 +34,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, StatusCode};
 use http_body_util::BodyExt;
@@ -203,9 +204,51 @@ struct FillRequest {
     stale: Option<Arc<Object>>,
 }
 
+/// A value of the simple cache (`outpost:edge/cache.insert`).
+struct StoredValue {
+    bytes: Bytes,
+    surrogate_keys: Vec<String>,
+    ttl: Duration,
+}
+
+struct ValueTtl;
+
+impl moka::Expiry<Arc<str>, Arc<StoredValue>> for ValueTtl {
+    fn expire_after_create(
+        &self,
+        _key: &Arc<str>,
+        value: &Arc<StoredValue>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &Arc<str>,
+        value: &Arc<StoredValue>,
+        _updated_at: Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+/// What [`EdgeCache::value_get_or_lock`] found.
+pub enum ValueLookup {
+    /// The stored value.
+    Hit(Bytes),
+    /// Not stored; the caller now holds the key's lock and should insert.
+    Locked,
+    /// Not stored and someone else holds the lock (the wait ran out); compute anyway.
+    Unlocked,
+}
+
 /// The node's edge cache, shared by every service.
 pub struct EdgeCache {
     store: Cache<Arc<str>, Arc<Variants>>,
+    values: Cache<Arc<str>, Arc<StoredValue>>,
+    value_locks: Mutex<HashMap<Arc<str>, Arc<tokio::sync::Notify>>>,
     hit_for_miss: Cache<Arc<str>, ()>,
     flights: Mutex<HashMap<Arc<str>, watch::Receiver<FlightState>>>,
     purges: PurgeLog,
@@ -221,12 +264,21 @@ impl EdgeCache {
             .weigher(|_key: &Arc<str>, value: &Arc<Variants>| value.weight)
             .expire_after(KeepFor)
             .build();
+        let values = Cache::builder()
+            .max_capacity(settings.memory_bytes / 4)
+            .weigher(|key: &Arc<str>, value: &Arc<StoredValue>| {
+                (value.bytes.len() + key.len() + 64).min(u32::MAX as usize) as u32
+            })
+            .expire_after(ValueTtl)
+            .build();
         let hit_for_miss = Cache::builder()
             .max_capacity(100_000)
             .time_to_live(settings.hit_for_miss.max(Duration::from_millis(1)))
             .build();
         Arc::new(EdgeCache {
             store,
+            values,
+            value_locks: Mutex::default(),
             hit_for_miss,
             flights: Mutex::default(),
             purges: PurgeLog::default(),
@@ -760,6 +812,7 @@ impl EdgeCache {
     /// revalidate and stale-if-error still apply). Returns how many objects it touched.
     pub fn purge(&self, target: PurgeTarget, soft: bool) -> usize {
         self.purges.record(target.clone());
+        let values = self.purge_values(&target);
         let now = SystemTime::now();
         if let PurgeTarget::Key(key) = &target {
             let Some(variants) = self.store.get(key.as_str()) else {
@@ -773,11 +826,11 @@ impl EdgeCache {
             return variants.objects.len();
         }
         if target == PurgeTarget::All && !soft {
-            let count = self.store.iter().map(|(_, v)| v.objects.len()).sum();
+            let count: usize = self.store.iter().map(|(_, v)| v.objects.len()).sum();
             self.store.invalidate_all();
-            return count;
+            return count + values;
         }
-        let mut touched = 0;
+        let mut touched = values;
         for (key, variants) in self.store.iter() {
             let hit: Vec<&Arc<Object>> = variants
                 .objects
@@ -797,6 +850,100 @@ impl EdgeCache {
             }
         }
         touched
+    }
+
+    /// The simple cache's value for `key` of `service`.
+    pub fn value_get(&self, service: &str, key: &str) -> Option<Bytes> {
+        let key = primary_key(service, "value", "", key, None);
+        self.values.get(key.as_str()).map(|v| v.bytes.clone())
+    }
+
+    /// Stores a simple-cache value and wakes requests waiting for it.
+    pub fn value_insert(
+        &self,
+        service: &str,
+        key: &str,
+        bytes: Bytes,
+        ttl: Duration,
+        surrogate_keys: Vec<String>,
+    ) {
+        let full: Arc<str> = primary_key(service, "value", "", key, None).into();
+        if !ttl.is_zero() && (bytes.len() as u64) <= self.settings.max_object_bytes {
+            self.values.insert(
+                full,
+                Arc::new(StoredValue {
+                    bytes,
+                    surrogate_keys,
+                    ttl,
+                }),
+            );
+        }
+        self.value_unlock(service, key);
+    }
+
+    /// Returns the value, or the key's lock, or waits up to `wait` for whoever holds the lock.
+    pub async fn value_get_or_lock(&self, service: &str, key: &str, wait: Duration) -> ValueLookup {
+        let full: Arc<str> = primary_key(service, "value", "", key, None).into();
+        if let Some(value) = self.values.get(&full) {
+            return ValueLookup::Hit(value.bytes.clone());
+        }
+        let holder = {
+            let mut locks = self.value_locks.lock().expect("value locks");
+            match locks.get(&full) {
+                Some(notify) => Some(notify.clone()),
+                None => {
+                    locks.insert(full.clone(), Arc::default());
+                    None
+                }
+            }
+        };
+        let Some(notify) = holder else {
+            return ValueLookup::Locked;
+        };
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if let Some(value) = self.values.get(&full) {
+            return ValueLookup::Hit(value.bytes.clone());
+        }
+        let _ = tokio::time::timeout(wait, notified).await;
+        match self.values.get(&full) {
+            Some(value) => ValueLookup::Hit(value.bytes.clone()),
+            None => ValueLookup::Unlocked,
+        }
+    }
+
+    /// Releases a simple-cache key lock and wakes its waiters.
+    pub fn value_unlock(&self, service: &str, key: &str) {
+        let full = primary_key(service, "value", "", key, None);
+        let notify = self
+            .value_locks
+            .lock()
+            .expect("value locks")
+            .remove(full.as_str());
+        if let Some(notify) = notify {
+            notify.notify_waiters();
+        }
+    }
+
+    /// Removes simple-cache values covered by `target` (they have no stale life).
+    fn purge_values(&self, target: &PurgeTarget) -> usize {
+        let mut removed = 0;
+        for (key, value) in self.values.iter() {
+            let covered = match target {
+                PurgeTarget::All => true,
+                PurgeTarget::Service(service) => key_service(&key) == service,
+                PurgeTarget::Key(_) => false,
+                PurgeTarget::SurrogateKey { service, key: tag } => {
+                    key_service(&key) == service && value.surrogate_keys.iter().any(|k| k == tag)
+                }
+            };
+            if covered {
+                self.values.invalidate(key.as_ref().as_ref());
+                removed += 1;
+            }
+        }
+        removed
     }
 
     /// Updates the stored bytes/objects gauges (moka's counts settle on maintenance).

@@ -735,3 +735,86 @@ async fn server_timing_names_the_cache_result() {
             .contains("cache;desc=HIT")
     );
 }
+
+/// A node running the `cache-api` test guest, which drives the SDK's cache calls.
+async fn guest_edge(origin: &Origin) -> Node {
+    Node::start(&one_service(
+        &test_guest("cache_api"),
+        "",
+        &[("origin", format!("url = \"{}\"", origin.url()))],
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn guests_force_ttl_pass_key_and_purge_through_the_sdk() {
+    let origin = Origin::start().await;
+    // The origin forbids storing; the guest's TTL override wins.
+    origin.set(
+        "/item",
+        Canned::ok("item", &[("cache-control", "no-store")]),
+    );
+    origin.set(
+        "/shared",
+        Canned::ok("shared", &[("cache-control", "max-age=60")]),
+    );
+    let node = guest_edge(&origin).await;
+    let x_cache = async |path: &str| {
+        let response = http1().get(node.url(path)).send().await.unwrap();
+        let state = response
+            .headers()
+            .get("x-cache")
+            .map_or("(none)", |v| v.to_str().unwrap())
+            .to_owned();
+        (state, response.text().await.unwrap())
+    };
+    assert_eq!(x_cache("/ttl/item").await, ("MISS".into(), "item".into()));
+    assert_eq!(x_cache("/ttl/item").await, ("HIT".into(), "item".into()));
+    assert_eq!(origin.hits("/item").len(), 1);
+
+    assert_eq!(x_cache("/pass/shared").await.0, "PASS");
+    assert_eq!(x_cache("/pass/shared").await.0, "PASS");
+    assert_eq!(origin.hits("/shared").len(), 2, "pass never stores");
+
+    for (query, state) in [("a", "MISS"), ("b", "MISS"), ("a", "HIT")] {
+        assert_eq!(
+            x_cache(&format!("/keyed/shared?{query}")).await.0,
+            state,
+            "{query}"
+        );
+    }
+    assert_eq!(origin.hits("/shared").len(), 4);
+
+    let (_, purged) = x_cache("/purge").await;
+    assert_eq!(purged, "purged 1", "the object tagged by the guest");
+    assert_eq!(x_cache("/ttl/item").await.0, "MISS");
+    assert_eq!(origin.hits("/item").len(), 2);
+}
+
+#[tokio::test]
+async fn get_or_insert_with_computes_once_for_concurrent_guests() {
+    let origin = Origin::start().await;
+    origin.set(
+        "/compute",
+        Canned {
+            delay: Duration::from_millis(300),
+            ..Canned::ok("expensive answer", &[("cache-control", "no-store")])
+        },
+    );
+    let node = guest_edge(&origin).await;
+    let client = http1();
+    let answers = futures::future::join_all((0..20).map(|_| {
+        let request = client.get(node.url("/memo")).send();
+        async move { request.await.unwrap().text().await.unwrap() }
+    }))
+    .await;
+    assert!(
+        answers.iter().all(|a| a == "expensive answer"),
+        "{answers:?}"
+    );
+    assert_eq!(
+        origin.hits("/compute").len(),
+        1,
+        "one guest computed, the rest waited"
+    );
+}

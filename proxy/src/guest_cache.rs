@@ -1,0 +1,87 @@
+//! The `outpost:edge/cache` import (sdk/wit/world.wit): typed cache control for guests.
+//!
+//! `set-next-fetch` stores [`Overrides`] in the request's hooks; the next
+//! `outgoing-handler.handle` takes them (see [`crate::host`]). The simple value cache and
+//! purges are scoped to the guest's own service, so tenants never see or purge each other's
+//! objects. A key lock taken by `get-or-lock` is released by `insert`, or when the request
+//! ends, so a guest that dies while computing never blocks the key.
+
+use std::time::Duration;
+
+use crate::cache::{Overrides, PurgeTarget, ValueLookup};
+use crate::host::EdgeHooks;
+
+/// Host bindings generated from the SDK's WIT (world `imports`: Outpost's own imports only).
+#[allow(missing_docs)]
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../sdk/wit",
+        world: "outpost:edge/imports",
+        imports: { default: async },
+    });
+}
+
+pub use bindings::outpost::edge::cache::add_to_linker;
+use bindings::outpost::edge::cache::{FetchOptions, Host, Lookup};
+
+impl Host for EdgeHooks {
+    async fn set_next_fetch(&mut self, options: FetchOptions) {
+        self.next_overrides = Overrides {
+            pass: options.pass,
+            ttl: options.ttl_ms.map(Duration::from_millis),
+            stale_while_revalidate: options.stale_while_revalidate_ms.map(Duration::from_millis),
+            surrogate_keys: options.surrogate_keys,
+            key_extra: options.key_extra,
+        };
+    }
+
+    async fn get(&mut self, key: String) -> Option<Vec<u8>> {
+        let cache = self.cache()?;
+        cache.value_get(self.service(), &key).map(|v| v.to_vec())
+    }
+
+    async fn insert(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: u64,
+        surrogate_keys: Vec<String>,
+    ) {
+        if let Some(cache) = self.cache() {
+            cache.value_insert(
+                self.service(),
+                &key,
+                value.into(),
+                Duration::from_millis(ttl_ms),
+                surrogate_keys,
+            );
+        }
+        self.release_lock(&key);
+    }
+
+    async fn get_or_lock(&mut self, key: String, wait_ms: u32) -> Lookup {
+        let Some(cache) = self.cache() else {
+            return Lookup::Compute;
+        };
+        let wait = Duration::from_millis(u64::from(wait_ms));
+        match cache.value_get_or_lock(self.service(), &key, wait).await {
+            ValueLookup::Hit(value) => Lookup::Hit(value.to_vec()),
+            ValueLookup::Locked => {
+                self.hold_lock(key);
+                Lookup::Compute
+            }
+            ValueLookup::Unlocked => Lookup::Compute,
+        }
+    }
+
+    async fn purge_surrogate_key(&mut self, key: String, soft: bool) -> u32 {
+        let Some(cache) = self.cache() else {
+            return 0;
+        };
+        let target = PurgeTarget::SurrogateKey {
+            service: self.service().to_owned(),
+            key,
+        };
+        cache.purge(target, soft).min(u32::MAX as usize) as u32
+    }
+}

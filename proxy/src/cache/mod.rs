@@ -185,6 +185,16 @@ enum FlightState {
     NotStored,
 }
 
+/// Where a request stands with the fill of its key.
+enum Flight {
+    /// Another request's fill is under way: wait for it.
+    Join(watch::Receiver<FlightState>),
+    /// This request leads a new fill.
+    Lead(watch::Sender<FlightState>),
+    /// A fill finished since the lookup: serve what it stored.
+    Stored(Arc<Object>),
+}
+
 /// What a fill hands the request that started it.
 enum FillReply {
     Served(Arc<Object>, CacheState),
@@ -336,7 +346,11 @@ impl EdgeCache {
                         key: key.clone(),
                         uri: parts.uri.clone(),
                         headers: parts.headers.clone(),
-                        facts: RequestFacts::default(),
+                        // Authorization still limits what the refresh may store.
+                        facts: RequestFacts {
+                            authorization: parts.headers.contains_key(header::AUTHORIZATION),
+                            no_store: false,
+                        },
                         request_cc: Directives::default(),
                         overrides,
                         stale: Some(object.clone()),
@@ -356,6 +370,17 @@ impl EdgeCache {
             return Ok((response, CacheState::Miss));
         }
 
+        // Join a fill already under way for this key, unless the key is hit-for-miss.
+        let flight = if self.hit_for_miss.contains_key(&key) {
+            None
+        } else {
+            match self.join_or_lead(&key, Some((&parts.headers, &request_cc))) {
+                Flight::Stored(object) => {
+                    return Ok(self.serve(&object, &method, &parts.headers, CacheState::Hit));
+                }
+                other => Some(other),
+            }
+        };
         let fill = FillRequest {
             backend,
             key: key.clone(),
@@ -369,14 +394,8 @@ impl EdgeCache {
             overrides,
             stale,
         };
-        // Join a fill already under way for this key, unless the key is hit-for-miss.
-        let joined = if self.hit_for_miss.contains_key(&key) {
-            None
-        } else {
-            self.join(&key)
-        };
-        let reply = match joined {
-            Some(mut waiting) => {
+        let reply = match flight {
+            Some(Flight::Join(mut waiting)) => {
                 let outcome = match tokio::time::timeout(
                     self.settings.collapse_wait,
                     waiting.wait_for(|s| !matches!(s, FlightState::Pending)),
@@ -394,10 +413,8 @@ impl EdgeCache {
                     _ => self.start_fill(fill, None).await,
                 }
             }
-            None => {
-                let flight = self.lead(&key);
-                self.start_fill(fill, flight).await
-            }
+            Some(Flight::Lead(tx)) => self.start_fill(fill, Some(tx)).await,
+            _ => self.start_fill(fill, None).await,
         };
         match reply {
             FillReply::Served(object, state) => {
@@ -502,36 +519,37 @@ impl EdgeCache {
         )
     }
 
-    /// A receiver for the fill of `key` under way, if there is one.
-    fn join(&self, key: &Arc<str>) -> Option<watch::Receiver<FlightState>> {
-        let flights = self.flights.lock().expect("flights lock");
-        flights
+    /// Joins the fill of `key` under way, or registers a new one this caller leads. With
+    /// `request`, a fresh object stored since the caller's lookup is returned instead: a
+    /// fill stores before it leaves the map, so checking under the lock closes the window
+    /// in which a late request would start a second origin fetch.
+    fn join_or_lead(&self, key: &Arc<str>, request: Option<(&HeaderMap, &Directives)>) -> Flight {
+        let mut flights = self.flights.lock().expect("flights lock");
+        if let Some(rx) = flights
             .get(key)
             .filter(|rx| matches!(*rx.borrow(), FlightState::Pending))
-            .cloned()
-    }
-
-    /// Registers a fill for `key`; waiters that arrive now join it.
-    fn lead(&self, key: &Arc<str>) -> Option<watch::Sender<FlightState>> {
-        let mut flights = self.flights.lock().expect("flights lock");
-        if flights
-            .get(key)
-            .is_some_and(|rx| matches!(*rx.borrow(), FlightState::Pending))
         {
-            // Someone else became leader between `join` and here; fetch without a flight.
-            return None;
+            return Flight::Join(rx.clone());
+        }
+        if let Some((headers, request_cc)) = request
+            && let Some(object) = self.lookup(key, headers)
+            && policy::reuse(
+                &object.freshness,
+                request_cc,
+                SystemTime::now(),
+                object.purged_at(),
+            ) == Reuse::Fresh
+        {
+            return Flight::Stored(object);
         }
         let (tx, rx) = watch::channel(FlightState::Pending);
         flights.insert(key.clone(), rx);
-        Some(tx)
+        Flight::Lead(tx)
     }
 
     /// Starts a stale-while-revalidate refresh unless one is already running.
     fn refresh_in_background(self: &Arc<Self>, fill: FillRequest) {
-        if self.join(&fill.key).is_some() {
-            return;
-        }
-        let Some(flight) = self.lead(&fill.key) else {
+        let Flight::Lead(flight) = self.join_or_lead(&fill.key, None) else {
             return;
         };
         let cache = self.clone();

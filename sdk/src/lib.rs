@@ -30,6 +30,8 @@
 //! - [`Request::send`] fetches from a named backend; bodies stream through in chunks.
 //! - [`cache`] controls the edge cache per fetch ([`cache::CacheOverride`]) and offers a
 //!   key/value cache for computed values with collapsing and purge by surrogate key.
+//! - [`info!`], [`warn!`], [`error!`] and [`debug!`] log into the node's log, tagged with
+//!   the service and request id.
 //! - [`Error`] carries the status the client sees when the handler returns `Err`.
 //! - A panic becomes a `500` for this request only, with the panic message in the node's log.
 //!
@@ -39,6 +41,7 @@
 mod body;
 pub mod cache;
 mod error;
+pub mod log;
 mod message;
 mod request;
 mod response;

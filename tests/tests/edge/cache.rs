@@ -787,6 +787,17 @@ async fn guests_force_ttl_pass_key_and_purge_through_the_sdk() {
 
     let (_, purged) = x_cache("/purge").await;
     assert_eq!(purged, "purged 1", "the object tagged by the guest");
+    // The SDK's warn! lands in the node log at WARN, tagged with the service.
+    let log = node.wait_log("guest purge removed 1 object(s)").await;
+    let line = log
+        .lines()
+        .find(|l| l.contains("guest purge removed"))
+        .unwrap_or_else(|| panic!("no guest log line:\n{log}"));
+    assert!(line.contains("WARN") && line.contains("svc"), "{line}");
+    assert!(
+        !line.contains("[warn]"),
+        "the tag becomes the level: {line}"
+    );
     assert_eq!(x_cache("/ttl/item").await.0, "MISS");
     assert_eq!(origin.hits("/item").len(), 2);
 }

@@ -249,6 +249,7 @@ async fn access_log_lines_are_json_with_the_documented_fields() {
     assert_eq!(line["client_ip"], "127.0.0.1");
     assert_eq!(line["bytes_in"], 12);
     assert_eq!(line["bytes_out"], body.len() as u64);
+    assert_eq!(line["cache"], "PASS", "a POST passes the cache");
     for field in ["duration_ms", "guest_ms", "origin_ms"] {
         assert!(
             line[field].as_f64().is_some_and(|v| v >= 0.0),
@@ -262,6 +263,7 @@ async fn access_log_lines_are_json_with_the_documented_fields() {
     let line = find(&missing_id);
     assert_eq!(line["status"], 404);
     assert!(line["service"].is_null());
+    assert!(line["cache"].is_null(), "no guest, no fetch: {line}");
 }
 
 #[tokio::test]

@@ -23,6 +23,7 @@ fn main(req: Request) -> Result<Response, Error> {
     }
     if path == "/purge" {
         let removed = cache::purge_surrogate_key("guest-tag");
+        outpost::warn!("guest purge removed {removed} object(s)");
         return Ok(Response::text(format!("purged {removed}")));
     }
     let (cache_override, rest) = if let Some(rest) = path.strip_prefix("/ttl") {

@@ -423,6 +423,7 @@ impl EdgeCache {
             FillReply::Uncacheable(mut response) => {
                 self.metrics.lookup(CacheState::Miss);
                 strip_edge_fields(response.headers_mut());
+                add_date(response.headers_mut(), SystemTime::now());
                 response
                     .headers_mut()
                     .insert(X_CACHE, HeaderValue::from_static("MISS"));
@@ -458,6 +459,7 @@ impl EdgeCache {
         }
         self.metrics.lookup(CacheState::Pass);
         strip_edge_fields(response.headers_mut());
+        add_date(response.headers_mut(), SystemTime::now());
         response
             .headers_mut()
             .insert(X_CACHE, HeaderValue::from_static("PASS"));
@@ -720,6 +722,7 @@ impl EdgeCache {
         for name in &strip {
             stored_headers.remove(name);
         }
+        add_date(&mut stored_headers, response_time);
         let buffer = BodyBuffer::filling(expected_len);
         let object = Arc::new(Object::new(
             status,
@@ -1006,6 +1009,16 @@ impl Drop for FlightGuard<'_> {
             let _ = tx.send(FlightState::NotStored);
             self.forget(&tx);
         }
+    }
+}
+
+/// A recipient with a clock adds `Date` to a response that lacks one before caching or
+/// forwarding it (RFC 9110 section 6.6.1), so ages downstream have a reference.
+fn add_date(headers: &mut HeaderMap, received: SystemTime) {
+    if !headers.contains_key(header::DATE)
+        && let Ok(value) = HeaderValue::try_from(httpdate::fmt_http_date(received))
+    {
+        headers.insert(header::DATE, value);
     }
 }
 

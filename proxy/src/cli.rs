@@ -157,6 +157,8 @@ pub fn quick_config(
             guest: guest.to_owned(),
             limits: LimitsConfig::default(),
             server_timing: true,
+            config: Default::default(),
+            secrets: Default::default(),
             backends: named,
         },
     );

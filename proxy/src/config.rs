@@ -239,6 +239,30 @@ pub struct ServiceConfig {
     /// Add a `Server-Timing` header (instantiation and time to response head) to responses.
     #[serde(default = "default_true")]
     pub server_timing: bool,
+    /// Read-only values the guest reads with `outpost::config::get`.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    /// Secrets the guest reads with `outpost::config::secret`; never logged or printed.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, Secret>,
+}
+
+/// A secret value: `Debug` and `Display` print `***`, so it never reaches a log.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value, for handing to the guest that owns it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
 }
 
 fn default_true() -> bool {

@@ -44,6 +44,8 @@ pub fn default_config(listen: SocketAddr, origin: SocketAddr) -> std::io::Result
             guest: hello,
             limits: LimitsConfig::default(),
             server_timing: true,
+            config: Default::default(),
+            secrets: Default::default(),
             backends: BTreeMap::new(),
         },
     );
@@ -59,6 +61,8 @@ pub fn default_config(listen: SocketAddr, origin: SocketAddr) -> std::io::Result
             guest: proxy,
             limits: LimitsConfig::default(),
             server_timing: true,
+            config: Default::default(),
+            secrets: Default::default(),
             backends,
         },
     );

@@ -27,6 +27,15 @@ use crate::cache::{CacheState, EdgeCache, Overrides};
 /// The named backends of one service.
 pub type Backends = BTreeMap<String, Arc<Backend>>;
 
+/// A service's read-only stores, shared by all its requests.
+#[derive(Debug, Default)]
+pub struct ServiceStores {
+    /// `[services.NAME.config]`.
+    pub config: BTreeMap<String, String>,
+    /// `[services.NAME.secrets]`.
+    pub secrets: BTreeMap<String, crate::config::Secret>,
+}
+
 /// What one request's backend fetches cost and how the cache answered them; shared between
 /// the guest's hooks and the server, which reports it in Server-Timing and the access log.
 #[derive(Debug, Default)]
@@ -65,6 +74,7 @@ pub struct EdgeHooks {
     request_id: Arc<str>,
     backends: Arc<Backends>,
     cache: Option<Arc<EdgeCache>>,
+    stores: Arc<ServiceStores>,
     remaining_requests: u32,
     stats: Arc<FetchStats>,
     /// Cache instructions for the next fetch (set through the guest's typed cache calls).
@@ -79,13 +89,14 @@ pub struct EdgeHooks {
 
 impl EdgeHooks {
     /// Hooks for one request of `service`, allowing `max_requests` backend fetches through
-    /// `cache` (straight to the origin when there is none). Timings and cache results
-    /// accumulate in `stats`.
+    /// `cache` (straight to the origin when there is none) and reads of `stores`. Timings
+    /// and cache results accumulate in `stats`.
     pub fn new(
         service: Arc<str>,
         request_id: Arc<str>,
         backends: Arc<Backends>,
         cache: Option<Arc<EdgeCache>>,
+        stores: Arc<ServiceStores>,
         max_requests: u32,
         stats: Arc<FetchStats>,
     ) -> Self {
@@ -94,6 +105,7 @@ impl EdgeHooks {
             request_id,
             backends,
             cache,
+            stores,
             remaining_requests: max_requests,
             stats,
             next_overrides: Overrides::default(),
@@ -106,6 +118,11 @@ impl EdgeHooks {
     /// The service this request belongs to.
     pub fn service(&self) -> &str {
         &self.service
+    }
+
+    /// The service's config store and secrets.
+    pub fn stores(&self) -> &ServiceStores {
+        &self.stores
     }
 
     /// The edge cache, when the node has one.

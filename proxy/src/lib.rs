@@ -16,7 +16,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod demo;
-pub mod guest_cache;
+pub mod guest_api;
 pub mod host;
 pub mod metrics;
 pub mod node;

@@ -18,6 +18,7 @@ use crate::admin::AdminApi;
 use crate::backend::{Backend, BackendError};
 use crate::cache::{CacheSettings, EdgeCache};
 use crate::config::{Config, normalize_domain};
+use crate::host::ServiceStores;
 use crate::metrics::{Metrics, MetricsEndpoint};
 use crate::runtime::{Guest, Runtime, RuntimeError};
 use crate::server::{CountedConnections, EdgeApp, Router, Service};
@@ -112,6 +113,10 @@ impl Node {
                 server_timing: service_config.server_timing,
                 metrics: metrics.service(name),
                 cache: cache.clone(),
+                stores: Arc::new(ServiceStores {
+                    config: service_config.config.clone(),
+                    secrets: service_config.secrets.clone(),
+                }),
             });
             for domain in &service_config.domains {
                 let domain = normalize_domain(domain).expect("validated by Config::validate");

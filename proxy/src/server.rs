@@ -33,7 +33,7 @@ use crate::access_log::{AccessLog, AccessRecord};
 use crate::backend::strip_hop_by_hop;
 use crate::cache::EdgeCache;
 use crate::config::{LimitsConfig, ServerConfig};
-use crate::host::{Backends, EdgeHooks, FetchStats};
+use crate::host::{Backends, EdgeHooks, FetchStats, ServiceStores};
 use crate::metrics::{Metrics, ServiceMetrics};
 use crate::runtime::{Guest, GuestDone, GuestFailure, GuestResponse, Runtime};
 
@@ -61,6 +61,8 @@ pub struct Service {
     pub metrics: ServiceMetrics,
     /// The node's edge cache; `None` when `cache.memory` is 0.
     pub cache: Option<Arc<EdgeCache>>,
+    /// The service's config store and secrets, read by its guests.
+    pub stores: Arc<ServiceStores>,
 }
 
 /// Maps a request's host to its service: exact names first, then the longest wildcard
@@ -257,6 +259,7 @@ impl EdgeApp {
             ex.request_id.clone(),
             service.backends.clone(),
             service.cache.clone(),
+            service.stores.clone(),
             service.limits.max_backend_requests,
             ex.fetches.clone(),
         );

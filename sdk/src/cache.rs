@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+/// Bindings for Outpost's own imports (world `imports`), shared with [`crate::config`].
 mod bindings {
     wit_bindgen::generate!({
         path: "wit",
@@ -17,6 +18,7 @@ mod bindings {
 }
 
 use bindings::outpost::edge::cache as host;
+pub(crate) use bindings::outpost::edge::config as host_config;
 
 /// How one backend fetch uses the edge's HTTP cache.
 ///

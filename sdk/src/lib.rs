@@ -28,8 +28,10 @@
 //!
 //! - [`Request`] and [`Response`] use the [`http`] crate's method, status and header types.
 //! - [`Request::send`] fetches from a named backend; bodies stream through in chunks.
+//!   [`Request::send_async`] with [`select`] or [`join_all`] runs several fetches at once.
 //! - [`cache`] controls the edge cache per fetch ([`cache::CacheOverride`]) and offers a
 //!   key/value cache for computed values with collapsing and purge by surrogate key.
+//! - [`config::get`] and [`config::secret`] read the service's settings from the node config.
 //! - [`info!`], [`warn!`], [`error!`] and [`debug!`] log into the node's log, tagged with
 //!   the service and request id.
 //! - [`Error`] carries the status the client sees when the handler returns `Err`.
@@ -40,6 +42,7 @@
 
 mod body;
 pub mod cache;
+pub mod config;
 mod error;
 pub mod log;
 mod message;
@@ -51,7 +54,7 @@ pub use body::{Body, CHUNK};
 pub use error::{Error, ErrorKind};
 pub use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 pub use outpost_macro::main;
-pub use request::Request;
+pub use request::{PendingRequest, Request, join_all, select};
 pub use response::Response;
 
 /// Glue used by `#[outpost::main]`; not part of the API.

@@ -2,7 +2,9 @@
 
 use http::{HeaderMap, HeaderValue, Method, Uri};
 use wasip2::http::outgoing_handler;
-use wasip2::http::types::{IncomingRequest, OutgoingBody, OutgoingRequest, Scheme};
+use wasip2::http::types::{
+    FutureIncomingResponse, IncomingRequest, OutgoingBody, OutgoingRequest, Scheme,
+};
 
 use crate::body::Body;
 use crate::cache::CacheOverride;
@@ -193,6 +195,23 @@ impl Request {
     /// # Ok::<(), outpost::Error>(())
     /// ```
     pub fn send(self, backend: &str) -> Result<Response, Error> {
+        self.send_async(backend)?.wait()
+    }
+
+    /// Sends the request without waiting for the answer, so several fetches run at once;
+    /// wait with [`PendingRequest::wait`], [`select`] or [`join_all`]. The request body (if
+    /// any) is written before this returns.
+    ///
+    /// ```no_run
+    /// use outpost::Request;
+    ///
+    /// let user = Request::get("/user/7").send_async("accounts")?;
+    /// let cart = Request::get("/cart/7").send_async("shop")?;
+    /// // Both origins are working now.
+    /// let (user, cart) = (user.wait()?, cart.wait()?);
+    /// # Ok::<(), outpost::Error>(())
+    /// ```
+    pub fn send_async(self, backend: &str) -> Result<PendingRequest, Error> {
         let Request {
             method,
             uri,
@@ -262,8 +281,32 @@ impl Request {
                 }
             }
         }
-        let response = wait(&pending).map_err(|e| match e {
-            Some(code) => backend_error(backend, code),
+        Ok(PendingRequest {
+            backend: backend.to_owned(),
+            pending,
+        })
+    }
+}
+
+/// A request sent with [`Request::send_async`] whose response head may not be here yet.
+#[derive(Debug)]
+pub struct PendingRequest {
+    backend: String,
+    pending: FutureIncomingResponse,
+}
+
+impl PendingRequest {
+    /// Waits for the response head.
+    ///
+    /// ```no_run
+    /// let pending = outpost::Request::get("/slow").send_async("origin")?;
+    /// let response = pending.wait()?;
+    /// # Ok::<(), outpost::Error>(())
+    /// ```
+    pub fn wait(self) -> Result<Response, Error> {
+        let backend = self.backend;
+        let response = wait(&self.pending).map_err(|e| match e {
+            Some(code) => backend_error(&backend, code),
             None => Error::of_kind(
                 ErrorKind::BackendUnavailable,
                 format!("backend `{backend}`: no response"),
@@ -271,6 +314,66 @@ impl Request {
         })?;
         Response::from_incoming(response)
     }
+
+    /// Whether the response head (or a failure) has arrived, so [`wait`](Self::wait) returns
+    /// at once.
+    pub fn is_ready(&self) -> bool {
+        self.pending.subscribe().ready()
+    }
+
+    /// The backend this request went to.
+    pub fn backend(&self) -> &str {
+        &self.backend
+    }
+}
+
+/// Waits until the first of `pending` answers and returns its response with the requests
+/// still in flight (in their original order, minus the one that answered).
+///
+/// # Panics
+/// If `pending` is empty.
+///
+/// ```no_run
+/// use outpost::{Request, select};
+///
+/// // Ask two mirrors, take whichever answers first.
+/// let a = Request::get("/data").send_async("mirror-a")?;
+/// let b = Request::get("/data").send_async("mirror-b")?;
+/// let (first, _others) = select(vec![a, b]);
+/// let response = first?;
+/// # Ok::<(), outpost::Error>(())
+/// ```
+pub fn select(mut pending: Vec<PendingRequest>) -> (Result<Response, Error>, Vec<PendingRequest>) {
+    assert!(
+        !pending.is_empty(),
+        "select needs at least one pending request"
+    );
+    let ready = {
+        let pollables: Vec<_> = pending.iter().map(|p| p.pending.subscribe()).collect();
+        let refs: Vec<&wasip2::io::poll::Pollable> = pollables.iter().collect();
+        wasip2::io::poll::poll(&refs)
+    };
+    let first = ready.first().copied().unwrap_or(0) as usize;
+    let answered = pending.remove(first);
+    (answered.wait(), pending)
+}
+
+/// Waits for every request of `pending`; they all run concurrently, so this takes as long
+/// as the slowest. Results are in the order of `pending`.
+///
+/// ```no_run
+/// use outpost::{Request, join_all};
+///
+/// let fetches = ["/a", "/b", "/c"]
+///     .iter()
+///     .map(|path| Request::get(path).send_async("origin"))
+///     .collect::<Result<Vec<_>, _>>()?;
+/// let responses = join_all(fetches);
+/// assert_eq!(responses.len(), 3);
+/// # Ok::<(), outpost::Error>(())
+/// ```
+pub fn join_all(pending: Vec<PendingRequest>) -> Vec<Result<Response, Error>> {
+    pending.into_iter().map(PendingRequest::wait).collect()
 }
 
 fn method_has_body(method: &Method) -> bool {
@@ -278,7 +381,7 @@ fn method_has_body(method: &Method) -> bool {
 }
 
 fn wait(
-    pending: &wasip2::http::types::FutureIncomingResponse,
+    pending: &FutureIncomingResponse,
 ) -> Result<wasip2::http::types::IncomingResponse, Option<wasip2::http::types::ErrorCode>> {
     loop {
         match pending.get() {

@@ -348,3 +348,58 @@ async fn a_client_abandoning_an_upload_never_reaches_the_origin_as_a_complete_bo
     let log = node.log();
     assert!(!log.contains("panicked"), "{log}");
 }
+
+#[tokio::test]
+async fn send_async_runs_fetches_concurrently_and_select_takes_the_first() {
+    let origin = Origin::start().await;
+    let node = Node::start(&one_service(
+        &test_guest("concurrent"),
+        "",
+        &[("origin", format!("url = \"{}\"", origin.url()))],
+    ))
+    .await;
+    assert_eq!(get_text(&node.url("/both")).await, "200,200");
+    assert_eq!(
+        origin.most_concurrent(),
+        2,
+        "both fetches were at the origin at the same time"
+    );
+    let raced = get_text(&node.url("/race")).await;
+    assert_eq!(
+        raced,
+        "origin saw GET /slow/10?who=fast first; 1 still pending"
+    );
+}
+
+#[tokio::test]
+async fn guests_read_their_config_store_and_secrets_which_are_never_logged() {
+    let node = Node::start(&one_service(
+        &test_guest("stores"),
+        "config = { banner = \"summer sale\" }\nsecrets = { api-key = \"s3cr3t-value\" }",
+        &[],
+    ))
+    .await;
+    assert_eq!(get_text(&node.url("/config/banner")).await, "summer sale");
+    let missing = http1().get(node.url("/config/nope")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    let check = |token: &'static str| {
+        http1()
+            .get(node.url("/secret/api-key"))
+            .header("x-token", token)
+            .send()
+    };
+    assert_eq!(
+        check("s3cr3t-value").await.unwrap().text().await.unwrap(),
+        "match"
+    );
+    assert_eq!(
+        check("guess").await.unwrap().text().await.unwrap(),
+        "no match"
+    );
+    let log = node.wait_log("checking token against").await;
+    assert!(log.contains("checking token against ***"), "{log}");
+    assert!(
+        !log.contains("s3cr3t-value"),
+        "the secret leaked into the log:\n{log}"
+    );
+}

@@ -100,6 +100,31 @@ pub struct Origin {
     seen: Arc<Mutex<Vec<Seen>>>,
     connections: Arc<AtomicUsize>,
     canned: Arc<Mutex<HashMap<String, Canned>>>,
+    concurrency: Arc<Concurrency>,
+}
+
+/// Requests being answered now, and the most there ever were at once.
+#[derive(Default)]
+struct Concurrency {
+    now: AtomicUsize,
+    most: AtomicUsize,
+}
+
+/// Counts one request in flight until dropped.
+struct InFlight(Arc<Concurrency>);
+
+impl InFlight {
+    fn new(concurrency: Arc<Concurrency>) -> Self {
+        let now = concurrency.now.fetch_add(1, Ordering::SeqCst) + 1;
+        concurrency.most.fetch_max(now, Ordering::SeqCst);
+        Self(concurrency)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Origin {
@@ -130,6 +155,8 @@ impl Origin {
         let connections = Arc::new(AtomicUsize::new(0));
         let record = seen.clone();
         let answers = canned.clone();
+        let concurrency: Arc<Concurrency> = Arc::default();
+        let counter = concurrency.clone();
         let accepted = connections.clone();
         tokio::spawn(async move {
             loop {
@@ -139,10 +166,18 @@ impl Origin {
                 accepted.fetch_add(1, Ordering::SeqCst);
                 let record = record.clone();
                 let answers = answers.clone();
+                let counter = counter.clone();
                 let tls = tls.clone();
                 tokio::spawn(async move {
-                    let service =
-                        service_fn(move |req| handle(req, record.clone(), answers.clone()));
+                    let service = service_fn(move |req| {
+                        let in_flight = InFlight::new(counter.clone());
+                        let answer = handle(req, record.clone(), answers.clone());
+                        async move {
+                            let response = answer.await;
+                            drop(in_flight);
+                            response
+                        }
+                    });
                     let builder =
                         hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                     match tls {
@@ -167,7 +202,13 @@ impl Origin {
             seen,
             connections,
             canned,
+            concurrency,
         }
+    }
+
+    /// The most requests this origin was ever answering at the same time.
+    pub fn most_concurrent(&self) -> usize {
+        self.concurrency.most.load(Ordering::SeqCst)
     }
 
     /// Makes `path` answer with `canned` from now on.

@@ -1,4 +1,9 @@
-//! The `outpost:edge/cache` import (sdk/wit/world.wit): typed cache control for guests.
+//! Outpost's own guest imports (sdk/wit/world.wit, world `imports`), implemented on the
+//! request's [`EdgeHooks`]:
+//!
+//! - `outpost:edge/config`: the service's config store and secrets (read-only; secret
+//!   values are handed to the guest and never logged);
+//! - `outpost:edge/cache`: typed cache control.
 //!
 //! `set-next-fetch` stores [`Overrides`] in the request's hooks; the next
 //! `outgoing-handler.handle` takes them (see [`crate::host`]). The simple value cache and
@@ -21,8 +26,31 @@ mod bindings {
     });
 }
 
-pub use bindings::outpost::edge::cache::add_to_linker;
 use bindings::outpost::edge::cache::{FetchOptions, Host, Lookup};
+use bindings::outpost::edge::config;
+
+/// Adds every Outpost import to `linker`, reaching the hooks through `hooks`.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut wasmtime::component::Linker<T>,
+    hooks: fn(&mut T) -> &mut EdgeHooks,
+) -> wasmtime::Result<()> {
+    use wasmtime::component::HasSelf;
+    bindings::outpost::edge::cache::add_to_linker::<T, HasSelf<EdgeHooks>>(linker, hooks)?;
+    config::add_to_linker::<T, HasSelf<EdgeHooks>>(linker, hooks)
+}
+
+impl config::Host for EdgeHooks {
+    async fn get(&mut self, key: String) -> Option<String> {
+        self.stores().config.get(&key).cloned()
+    }
+
+    async fn secret(&mut self, key: String) -> Option<String> {
+        self.stores()
+            .secrets
+            .get(&key)
+            .map(|s| s.expose().to_owned())
+    }
+}
 
 impl Host for EdgeHooks {
     async fn set_next_fetch(&mut self, options: FetchOptions) {

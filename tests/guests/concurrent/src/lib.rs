@@ -1,0 +1,33 @@
+//! Concurrent fetches with the SDK: `/both` sends two slow requests at once and joins them;
+//! `/race` sends a slow and a fast one and answers with the path of whichever came first.
+
+use outpost::{Error, Request, Response, join_all, select};
+
+#[outpost::main]
+fn main(req: Request) -> Result<Response, Error> {
+    match req.path() {
+        "/both" => {
+            let pending = vec![
+                Request::get("/slow/300?part=a").send_async("origin")?,
+                Request::get("/slow/300?part=b").send_async("origin")?,
+            ];
+            let mut statuses = Vec::new();
+            for response in join_all(pending) {
+                statuses.push(response?.status().as_u16().to_string());
+            }
+            Ok(Response::text(statuses.join(",")))
+        }
+        "/race" => {
+            let slow = Request::get("/slow/1500?who=slow").send_async("origin")?;
+            let fast = Request::get("/slow/10?who=fast").send_async("origin")?;
+            let (first, rest) = select(vec![slow, fast]);
+            let body = first?.take_body().into_string()?;
+            Ok(Response::text(format!(
+                "{} first; {} still pending",
+                body.trim(),
+                rest.len()
+            )))
+        }
+        _ => Ok(Response::from_status(404)),
+    }
+}

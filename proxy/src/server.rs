@@ -371,7 +371,13 @@ impl EdgeApp {
             if let Some(instantiate) = invocation.instantiate {
                 timing.push_str(&format!(", instantiate;dur={:.3}", ms(instantiate)));
             }
-            timing.push_str(&format!(", origin;dur={:.3}", ms(ex.fetches.origin_time())));
+            // The guest's own time to its head: without instantiation and backend waits.
+            let origin = ex.fetches.origin_time();
+            let guest = head_ready
+                .saturating_sub(invocation.instantiate.unwrap_or_default())
+                .saturating_sub(origin);
+            timing.push_str(&format!(", guest;dur={:.3}", ms(guest)));
+            timing.push_str(&format!(", origin;dur={:.3}", ms(origin)));
             if let Some(state) = ex.fetches.cache_state() {
                 timing.push_str(&format!(", cache;desc={}", state.as_header()));
             }

@@ -258,8 +258,12 @@ impl Object {
                     }
                 }
             }
-            if range.is_some() || self.total_len().is_some() {
+            if let Some(total) = self.total_len() {
                 headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+                if range.is_none() {
+                    // A body that arrived chunked is complete now: say how long it is.
+                    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(total));
+                }
             }
         }
         let body = if *method == Method::HEAD || status == StatusCode::NOT_MODIFIED {

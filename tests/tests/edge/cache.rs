@@ -386,6 +386,9 @@ async fn a_second_client_reads_an_object_that_is_still_arriving() {
     assert_eq!(second.body, body);
     assert_eq!(first.await.unwrap(), body);
     assert_eq!(origin.hits("/big").len(), 1);
+    // The origin sent no length; once the body is complete, hits carry it.
+    let later = get(&edge, "/big").await;
+    assert_eq!(later.header("content-length"), Some("65536"));
 }
 
 #[tokio::test]

@@ -186,6 +186,14 @@ async fn server_timing_is_present_plausible_and_switchable() {
     assert!(origin_ms >= 150.0, "{timing}");
     assert!(edge >= origin_ms, "{timing}");
     assert!(instantiate > 0.0 && instantiate < edge, "{timing}");
+    // The guest's own share excludes the 150 ms it spent waiting on the origin.
+    let guest = durations["guest"];
+    assert!(guest >= 0.0 && guest < 150.0, "{timing}");
+    assert!(
+        (instantiate + guest + origin_ms) <= edge + 0.01,
+        "the parts fit in the whole: {timing}"
+    );
+    assert!(timing.contains("cache;desc=MISS"), "{timing}");
 
     let response = get(&node, "quiet.test", "/").await;
     assert_eq!(response.status(), 200);

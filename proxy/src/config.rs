@@ -96,6 +96,8 @@ pub struct ServerConfig {
     pub read_timeout_secs: u64,
     /// How long one write to the client may take before the connection is dropped.
     pub write_timeout_secs: u64,
+    /// This node's point-of-presence name, which guests read from their request info.
+    pub pop: String,
 }
 
 impl Default for ServerConfig {
@@ -107,6 +109,7 @@ impl Default for ServerConfig {
             keepalive_timeout_secs: 60,
             read_timeout_secs: 30,
             write_timeout_secs: 30,
+            pop: "outpost".into(),
         }
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! - `outpost:edge/config`: the service's config store and secrets (read-only; secret
 //!   values are handed to the guest and never logged);
-//! - `outpost:edge/cache`: typed cache control.
+//! - `outpost:edge/cache`: typed cache control;
+//! - `outpost:edge/request-info`: client IP, HTTP version, TLS, request id, POP name.
 //!
 //! `set-next-fetch` stores [`Overrides`] in the request's hooks; the next
 //! `outgoing-handler.handle` takes them (see [`crate::host`]). The simple value cache and
@@ -27,7 +28,7 @@ mod bindings {
 }
 
 use bindings::outpost::edge::cache::{FetchOptions, Host, Lookup};
-use bindings::outpost::edge::config;
+use bindings::outpost::edge::{config, request_info};
 
 /// Adds every Outpost import to `linker`, reaching the hooks through `hooks`.
 pub fn add_to_linker<T: Send + 'static>(
@@ -36,7 +37,22 @@ pub fn add_to_linker<T: Send + 'static>(
 ) -> wasmtime::Result<()> {
     use wasmtime::component::HasSelf;
     bindings::outpost::edge::cache::add_to_linker::<T, HasSelf<EdgeHooks>>(linker, hooks)?;
-    config::add_to_linker::<T, HasSelf<EdgeHooks>>(linker, hooks)
+    config::add_to_linker::<T, HasSelf<EdgeHooks>>(linker, hooks)?;
+    request_info::add_to_linker::<T, HasSelf<EdgeHooks>>(linker, hooks)
+}
+
+impl request_info::Host for EdgeHooks {
+    async fn get(&mut self) -> request_info::Info {
+        let info = self.info();
+        request_info::Info {
+            client_ip: info.client_ip.map(|ip| ip.to_string()),
+            http_version: info.http_version.to_owned(),
+            tls_protocol: info.tls.as_ref().map(|(protocol, _)| protocol.clone()),
+            tls_cipher: info.tls.as_ref().map(|(_, cipher)| cipher.clone()),
+            request_id: self.request_id().to_owned(),
+            pop: info.pop.to_string(),
+        }
+    }
 }
 
 impl config::Host for EdgeHooks {

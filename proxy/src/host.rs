@@ -27,6 +27,33 @@ use crate::cache::{CacheState, EdgeCache, Overrides};
 /// The named backends of one service.
 pub type Backends = BTreeMap<String, Arc<Backend>>;
 
+/// What the guest may learn about its request beyond HTTP (the `request-info` import).
+#[derive(Debug, Default, Clone)]
+pub struct RequestInfo {
+    /// The TCP peer's address.
+    pub client_ip: Option<std::net::IpAddr>,
+    /// `HTTP/1.1` or `HTTP/2`.
+    pub http_version: &'static str,
+    /// TLS protocol and cipher, when over TLS.
+    pub tls: Option<(String, String)>,
+    /// The node's POP name.
+    pub pop: Arc<str>,
+}
+
+/// What a service grants each of its guests' requests; built once per service.
+pub struct Grants {
+    /// The service's name.
+    pub service: Arc<str>,
+    /// The named backends it may fetch from.
+    pub backends: Backends,
+    /// The node's edge cache; `None` when `cache.memory` is 0.
+    pub cache: Option<Arc<EdgeCache>>,
+    /// Its config store and secrets.
+    pub stores: ServiceStores,
+    /// Backend fetches one request may make.
+    pub max_backend_requests: u32,
+}
+
 /// A service's read-only stores, shared by all its requests.
 #[derive(Debug, Default)]
 pub struct ServiceStores {
@@ -70,11 +97,9 @@ impl FetchStats {
 
 /// Per-request egress policy, stored in the guest's `Store`.
 pub struct EdgeHooks {
-    service: Arc<str>,
+    grants: Arc<Grants>,
     request_id: Arc<str>,
-    backends: Arc<Backends>,
-    cache: Option<Arc<EdgeCache>>,
-    stores: Arc<ServiceStores>,
+    info: RequestInfo,
     remaining_requests: u32,
     stats: Arc<FetchStats>,
     /// Cache instructions for the next fetch (set through the guest's typed cache calls).
@@ -88,25 +113,19 @@ pub struct EdgeHooks {
 }
 
 impl EdgeHooks {
-    /// Hooks for one request of `service`, allowing `max_requests` backend fetches through
-    /// `cache` (straight to the origin when there is none) and reads of `stores`. Timings
-    /// and cache results accumulate in `stats`.
+    /// Hooks for one request (`request_id`, `info`) of the service that `grants` describes.
+    /// Timings and cache results accumulate in `stats`.
     pub fn new(
-        service: Arc<str>,
+        grants: Arc<Grants>,
         request_id: Arc<str>,
-        backends: Arc<Backends>,
-        cache: Option<Arc<EdgeCache>>,
-        stores: Arc<ServiceStores>,
-        max_requests: u32,
+        info: RequestInfo,
         stats: Arc<FetchStats>,
     ) -> Self {
         Self {
-            service,
+            remaining_requests: grants.max_backend_requests,
+            grants,
             request_id,
-            backends,
-            cache,
-            stores,
-            remaining_requests: max_requests,
+            info,
             stats,
             next_overrides: Overrides::default(),
             held_locks: Vec::new(),
@@ -117,17 +136,27 @@ impl EdgeHooks {
 
     /// The service this request belongs to.
     pub fn service(&self) -> &str {
-        &self.service
+        &self.grants.service
+    }
+
+    /// The request's id.
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    /// What the guest may learn about its request.
+    pub fn info(&self) -> &RequestInfo {
+        &self.info
     }
 
     /// The service's config store and secrets.
     pub fn stores(&self) -> &ServiceStores {
-        &self.stores
+        &self.grants.stores
     }
 
     /// The edge cache, when the node has one.
     pub fn cache(&self) -> Option<std::sync::Arc<EdgeCache>> {
-        self.cache.clone()
+        self.grants.cache.clone()
     }
 
     /// Remembers a simple-cache key lock this request holds, to release when it ends.
@@ -139,8 +168,8 @@ impl EdgeHooks {
     pub fn release_lock(&mut self, key: &str) {
         if let Some(at) = self.held_locks.iter().position(|k| k == key) {
             let key = self.held_locks.swap_remove(at);
-            if let Some(cache) = &self.cache {
-                cache.value_unlock(&self.service, &key);
+            if let Some(cache) = &self.grants.cache {
+                cache.value_unlock(&self.grants.service, &key);
             }
         }
     }
@@ -171,18 +200,18 @@ impl WasiHttpHooks for EdgeHooks {
             .host()
             .unwrap_or_default()
             .to_ascii_lowercase();
-        let Some(backend) = self.backends.get(&name).cloned() else {
+        let Some(backend) = self.grants.backends.get(&name).cloned() else {
             tracing::warn!(
-                service = %self.service,
+                service = %self.grants.service,
                 request_id = %self.request_id,
                 "guest fetch to `{name}` denied: not a backend of this service (configured: {})",
-                self.backends.keys().cloned().collect::<Vec<_>>().join(", ")
+                self.grants.backends.keys().cloned().collect::<Vec<_>>().join(", ")
             );
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         };
         if self.remaining_requests == 0 {
             tracing::warn!(
-                service = %self.service,
+                service = %self.grants.service,
                 request_id = %self.request_id,
                 "guest fetch to `{name}` denied: backend request limit reached"
             );
@@ -190,8 +219,8 @@ impl WasiHttpHooks for EdgeHooks {
         }
         self.remaining_requests -= 1;
         let stats = self.stats.clone();
-        let cache = self.cache.clone();
-        let service = self.service.clone();
+        let cache = self.grants.cache.clone();
+        let service = self.grants.service.clone();
         let overrides = std::mem::take(&mut self.next_overrides);
         let failed = self.guest_failed.clone();
         let request = request.map(|body| {
@@ -237,8 +266,8 @@ impl WasiHttpHooks for EdgeHooks {
 impl Drop for EdgeHooks {
     fn drop(&mut self) {
         for key in std::mem::take(&mut self.held_locks) {
-            if let Some(cache) = &self.cache {
-                cache.value_unlock(&self.service, &key);
+            if let Some(cache) = &self.grants.cache {
+                cache.value_unlock(&self.grants.service, &key);
             }
         }
         if !self.ended_cleanly {

@@ -18,7 +18,7 @@ use crate::admin::AdminApi;
 use crate::backend::{Backend, BackendError};
 use crate::cache::{CacheSettings, EdgeCache};
 use crate::config::{Config, normalize_domain};
-use crate::host::ServiceStores;
+use crate::host::{Grants, ServiceStores};
 use crate::metrics::{Metrics, MetricsEndpoint};
 use crate::runtime::{Guest, Runtime, RuntimeError};
 use crate::server::{CountedConnections, EdgeApp, Router, Service};
@@ -109,14 +109,18 @@ impl Node {
                 name: name.as_str().into(),
                 guest,
                 limits: service_config.limits,
-                backends: Arc::new(backends),
+                grants: Arc::new(Grants {
+                    service: name.as_str().into(),
+                    backends,
+                    cache: cache.clone(),
+                    stores: ServiceStores {
+                        config: service_config.config.clone(),
+                        secrets: service_config.secrets.clone(),
+                    },
+                    max_backend_requests: service_config.limits.max_backend_requests,
+                }),
                 server_timing: service_config.server_timing,
                 metrics: metrics.service(name),
-                cache: cache.clone(),
-                stores: Arc::new(ServiceStores {
-                    config: service_config.config.clone(),
-                    secrets: service_config.secrets.clone(),
-                }),
             });
             for domain in &service_config.domains {
                 let domain = normalize_domain(domain).expect("validated by Config::validate");

@@ -31,9 +31,8 @@ use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
 use crate::access_log::{AccessLog, AccessRecord};
 use crate::backend::strip_hop_by_hop;
-use crate::cache::EdgeCache;
 use crate::config::{LimitsConfig, ServerConfig};
-use crate::host::{Backends, EdgeHooks, FetchStats, ServiceStores};
+use crate::host::{EdgeHooks, FetchStats, Grants, RequestInfo};
 use crate::metrics::{Metrics, ServiceMetrics};
 use crate::runtime::{Guest, GuestDone, GuestFailure, GuestResponse, Runtime};
 
@@ -53,16 +52,12 @@ pub struct Service {
     pub guest: Guest,
     /// Per-request limits.
     pub limits: LimitsConfig,
-    /// Named origins the guest may fetch from.
-    pub backends: Arc<Backends>,
+    /// What its guests may reach: backends, cache, stores.
+    pub grants: Arc<Grants>,
     /// Whether responses carry a `Server-Timing` header.
     pub server_timing: bool,
     /// This service's metric handles.
     pub metrics: ServiceMetrics,
-    /// The node's edge cache; `None` when `cache.memory` is 0.
-    pub cache: Option<Arc<EdgeCache>>,
-    /// The service's config store and secrets, read by its guests.
-    pub stores: Arc<ServiceStores>,
 }
 
 /// Maps a request's host to its service: exact names first, then the longest wildcard
@@ -175,6 +170,7 @@ pub struct EdgeApp {
     ids: RequestIds,
     metrics: Arc<Metrics>,
     access_log: Option<AccessLog>,
+    pop: Arc<str>,
 }
 
 impl EdgeApp {
@@ -189,12 +185,14 @@ impl EdgeApp {
     ) -> Self {
         let mut options = HttpServerOptions::default();
         options.h2c = true;
+        let pop = limits.pop.as_str().into();
         Self {
             router,
             runtime,
             limits,
             options,
             ids: RequestIds::new(),
+            pop,
             metrics,
             access_log,
         }
@@ -255,12 +253,24 @@ impl EdgeApp {
         };
 
         let hooks = EdgeHooks::new(
-            service.name.clone(),
+            service.grants.clone(),
             ex.request_id.clone(),
-            service.backends.clone(),
-            service.cache.clone(),
-            service.stores.clone(),
-            service.limits.max_backend_requests,
+            RequestInfo {
+                client_ip: session
+                    .client_addr()
+                    .and_then(|a| a.as_inet())
+                    .map(|a| a.ip()),
+                http_version: if session.is_http2() {
+                    "HTTP/2"
+                } else {
+                    "HTTP/1.1"
+                },
+                tls: session
+                    .digest()
+                    .and_then(|d| d.ssl_digest.as_ref())
+                    .map(|t| (t.version.to_string(), t.cipher.to_string())),
+                pop: self.pop.clone(),
+            },
             ex.fetches.clone(),
         );
         let start = self

@@ -9,7 +9,8 @@
 
 use std::time::Duration;
 
-/// Bindings for Outpost's own imports (world `imports`), shared with [`crate::config`].
+/// Bindings for Outpost's own imports (world `imports`), shared with [`crate::config`] and
+/// [`crate::request_info`].
 mod bindings {
     wit_bindgen::generate!({
         path: "wit",
@@ -19,6 +20,7 @@ mod bindings {
 
 use bindings::outpost::edge::cache as host;
 pub(crate) use bindings::outpost::edge::config as host_config;
+pub(crate) use bindings::outpost::edge::request_info as host_request_info;
 
 /// How one backend fetch uses the edge's HTTP cache.
 ///

@@ -32,6 +32,7 @@
 //! - [`cache`] controls the edge cache per fetch ([`cache::CacheOverride`]) and offers a
 //!   key/value cache for computed values with collapsing and purge by surrogate key.
 //! - [`config::get`] and [`config::secret`] read the service's settings from the node config.
+//! - [`request_info`] tells the client IP, HTTP version, TLS details, request id and POP.
 //! - [`info!`], [`warn!`], [`error!`] and [`debug!`] log into the node's log, tagged with
 //!   the service and request id.
 //! - [`Error`] carries the status the client sees when the handler returns `Err`.
@@ -44,6 +45,7 @@ mod body;
 pub mod cache;
 pub mod config;
 mod error;
+mod info;
 pub mod log;
 mod message;
 mod request;
@@ -53,6 +55,7 @@ mod wasi;
 pub use body::{Body, CHUNK};
 pub use error::{Error, ErrorKind};
 pub use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+pub use info::{RequestInfo, request_info};
 pub use outpost_macro::main;
 pub use request::{PendingRequest, Request, join_all, select};
 pub use response::Response;

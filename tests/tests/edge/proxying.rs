@@ -403,3 +403,22 @@ async fn guests_read_their_config_store_and_secrets_which_are_never_logged() {
         "the secret leaked into the log:\n{log}"
     );
 }
+
+#[tokio::test]
+async fn guests_learn_client_ip_version_request_id_and_pop() {
+    let config = one_service(&test_guest("stores"), "", &[])
+        .replace("[server]\n", "[server]\npop = \"ams-1\"\n");
+    let node = Node::start(&config).await;
+    let response = http1().get(node.url("/info")).send().await.unwrap();
+    let id = response.headers()["x-outpost-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let text = response.text().await.unwrap();
+    assert_eq!(
+        text,
+        format!("ip=127.0.0.1 version=HTTP/1.1 tls=- id={id} pop=ams-1")
+    );
+    let h2 = h2c().get(node.url("/info")).send().await.unwrap();
+    assert!(h2.text().await.unwrap().contains("version=HTTP/2"));
+}

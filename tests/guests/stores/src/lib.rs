@@ -1,6 +1,7 @@
 //! Reads the service's stores: `/config/KEY` answers the config value, `/secret/KEY`
 //! answers whether the secret matches the `x-token` request header (never the secret
-//! itself), and logs the secret's Debug form to prove it is redacted.
+//! itself), and logs the secret's Debug form to prove it is redacted; `/info` answers the
+//! request info.
 
 use outpost::{Error, Request, Response, config};
 
@@ -20,6 +21,17 @@ fn main(req: Request) -> Result<Response, Error> {
         outpost::info!("checking token against {secret:?}");
         let matches = req.header("x-token") == Some(secret.expose());
         return Ok(Response::text(if matches { "match" } else { "no match" }));
+    }
+    if path == "/info" {
+        let info = outpost::request_info();
+        return Ok(Response::text(format!(
+            "ip={} version={} tls={} id={} pop={}",
+            info.client_ip.map_or("-".into(), |ip| ip.to_string()),
+            info.http_version,
+            info.tls_protocol.as_deref().unwrap_or("-"),
+            info.request_id,
+            info.pop
+        )));
     }
     Ok(Response::from_status(404))
 }

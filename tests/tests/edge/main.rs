@@ -4,6 +4,7 @@
 
 mod cache;
 mod cli;
+mod examples;
 mod isolation;
 mod observability;
 mod proxying;

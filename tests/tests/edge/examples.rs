@@ -1,0 +1,131 @@
+//! The example gallery, each example in the real node in front of a real origin.
+
+use crate::support::*;
+
+#[tokio::test]
+async fn redirects_answers_from_the_config_store_and_forwards_the_rest() {
+    let origin = Origin::start().await;
+    let node = Node::start(&one_service(
+        &example("redirects"),
+        r#"config = { "redirect:/old" = "301 /new", "redirect:/broken" = "nonsense" }"#,
+        &[("origin", format!("url = \"{}\"", origin.url()))],
+    ))
+    .await;
+    let client = reqwest::Client::builder()
+        .http1_only()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let moved = client.get(node.url("/old?ref=mail")).send().await.unwrap();
+    assert_eq!(moved.status(), 301);
+    assert_eq!(moved.headers()["location"], "/new?ref=mail");
+    assert!(origin.hits("/old").is_empty(), "answered at the edge");
+
+    let other = client.get(node.url("/page")).send().await.unwrap();
+    assert_eq!(other.text().await.unwrap(), "origin saw GET /page\n");
+    let broken = client.get(node.url("/broken")).send().await.unwrap();
+    assert_eq!(
+        broken.status(),
+        200,
+        "a malformed rule falls through to the origin"
+    );
+    node.wait_log("ignoring malformed redirect rule").await;
+}
+
+#[tokio::test]
+async fn cache_memo_computes_once_and_serves_the_stored_answer() {
+    let node = Node::start(&one_service(&example("cache_memo"), "", &[])).await;
+    let fetch = async |query: &str| {
+        let response = http1()
+            .get(node.url(&format!("/primes?{query}")))
+            .send()
+            .await
+            .unwrap();
+        let memo = response
+            .headers()
+            .get("x-memo")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (
+            response.status().as_u16(),
+            memo,
+            response.text().await.unwrap(),
+        )
+    };
+    let first = fetch("n=100000").await;
+    assert_eq!(
+        first,
+        (
+            200,
+            Some("computed".into()),
+            "9592 primes below 100000\n".into()
+        )
+    );
+    let second = fetch("n=100000").await;
+    assert_eq!(
+        second,
+        (
+            200,
+            Some("cached".into()),
+            "9592 primes below 100000\n".into()
+        )
+    );
+    assert_eq!(fetch("n=10").await.2, "4 primes below 10\n");
+    assert_eq!(fetch("n=oops").await.0, 400);
+}
+
+#[tokio::test]
+async fn ab_test_is_sticky_and_the_cache_keeps_variants_apart() {
+    let origin = Origin::start().await;
+    origin.set(
+        "/home",
+        Canned {
+            echo_header: Some("x-ab-variant".into()),
+            ..Canned::ok(
+                "home page, variant ",
+                &[("cache-control", "max-age=60"), ("vary", "x-ab-variant")],
+            )
+        },
+    );
+    let node = Node::start(&one_service(
+        &example("ab_test"),
+        "",
+        &[("origin", format!("url = \"{}\"", origin.url()))],
+    ))
+    .await;
+    let visit = async |cookie: Option<&str>| {
+        let mut request = http1().get(node.url("/home"));
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        let response = request.send().await.unwrap();
+        let headers = response.headers().clone();
+        (headers, response.text().await.unwrap())
+    };
+    // A new visitor is assigned a variant and told so in a cookie.
+    let (headers, body) = visit(None).await;
+    let cookie = headers["set-cookie"].to_str().unwrap().to_owned();
+    let variant = headers["x-ab-variant"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with(&format!("ab={variant};")), "{cookie}");
+    assert_eq!(body, format!("home page, variant {variant}"));
+    assert_eq!(headers["vary"], "cookie");
+
+    // Returning visitors keep their variant, and each variant is cached on its own.
+    for _ in 0..2 {
+        for v in ["a", "b"] {
+            let (headers, body) = visit(Some(&format!("theme=dark; ab={v}"))).await;
+            assert_eq!(body, format!("home page, variant {v}"));
+            assert!(!headers.contains_key("set-cookie"));
+        }
+    }
+    let variants: Vec<String> = origin
+        .hits("/home")
+        .iter()
+        .map(|s| s.header("x-ab-variant").unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        variants.len(),
+        2,
+        "one origin fetch per variant: {variants:?}"
+    );
+}

@@ -64,6 +64,10 @@ pub struct ServeArgs {
         conflicts_with = "config"
     )]
     pub access_log: String,
+    /// Reload a guest whenever its .wasm file changes (for an edit-build-reload loop); a
+    /// build that does not compile or link keeps the previous version serving.
+    #[arg(long)]
+    pub watch: bool,
     /// Where the built-in demo origin listens (default mode only).
     #[arg(long, default_value = demo::DEMO_ORIGIN, conflicts_with_all = ["config", "guest"])]
     pub demo_origin: SocketAddr,
@@ -121,6 +125,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         for url in node.urls() {
             println!("Outpost is serving on {url}");
         }
+    }
+    if args.watch {
+        node.watch_guests();
+        println!("Watching the guest files; a new build is served as soon as it is written");
     }
     if !node.is_pooling() {
         println!("warning: running without the pooling allocator; instantiation will be slower");

@@ -6,7 +6,9 @@
 //! the same way on the same config.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use pingora_core::listeners::tls::TlsSettings;
 use pingora_core::server::Server;
@@ -67,6 +69,8 @@ pub struct Node {
     runtime: Arc<Runtime>,
     metrics: Arc<Metrics>,
     cache: Option<Arc<EdgeCache>>,
+    /// Every service with the file its guest came from, for `--watch`.
+    guests: Vec<(Arc<Service>, PathBuf)>,
 }
 
 impl Node {
@@ -84,6 +88,7 @@ impl Node {
         let cache = (config.cache.memory.as_u64() > 0)
             .then(|| EdgeCache::new(CacheSettings::from(&config.cache), metrics.cache()));
         let mut router = Router::default();
+        let mut guests = Vec::new();
         for (name, service_config) in &config.services {
             let path = config.resolve(&service_config.guest);
             let guest = Guest::load(&runtime, &path).map_err(|source| NodeError::Guest {
@@ -107,7 +112,7 @@ impl Node {
             }
             let service = Arc::new(Service {
                 name: name.as_str().into(),
-                guest,
+                guest: arc_swap::ArcSwap::from_pointee(guest),
                 limits: service_config.limits,
                 grants: Arc::new(Grants {
                     service: name.as_str().into(),
@@ -122,6 +127,7 @@ impl Node {
                 server_timing: service_config.server_timing,
                 metrics: metrics.service(name),
             });
+            guests.push((service.clone(), path.clone()));
             for domain in &service_config.domains {
                 let domain = normalize_domain(domain).expect("validated by Config::validate");
                 router.add(&domain, service.clone());
@@ -149,7 +155,54 @@ impl Node {
             runtime,
             metrics,
             cache,
+            guests,
         })
+    }
+
+    /// Reloads a service's guest whenever its `.wasm` file changes (checked a few times a
+    /// second, on a thread of its own). A file that fails to compile or link is reported
+    /// and the previous version keeps serving; requests in flight finish on the version
+    /// they started with.
+    pub fn watch_guests(&self) {
+        let runtime = self.runtime.clone();
+        let guests = self.guests.clone();
+        let stamp = |path: &Path| {
+            std::fs::metadata(path)
+                .ok()
+                .map(|m| (m.modified().ok(), m.len()))
+        };
+        let mut seen: Vec<_> = guests.iter().map(|(_, path)| stamp(path)).collect();
+        std::thread::Builder::new()
+            .name("outpost-watch".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(Duration::from_millis(300));
+                    for ((service, path), last) in guests.iter().zip(seen.iter_mut()) {
+                        let now = stamp(path);
+                        if now == *last || now.is_none() {
+                            continue;
+                        }
+                        // Let the writer finish: wait until the file stops changing.
+                        std::thread::sleep(Duration::from_millis(200));
+                        if stamp(path) != now {
+                            continue;
+                        }
+                        *last = now;
+                        match Guest::load(&runtime, path) {
+                            Ok(guest) => {
+                                service.guest.store(Arc::new(guest));
+                                tracing::info!(service = %service.name, "reloaded the guest from {}", path.display());
+                            }
+                            Err(error) => tracing::error!(
+                                service = %service.name,
+                                "{} changed but cannot be served, keeping the previous version: {error}",
+                                path.display()
+                            ),
+                        }
+                    }
+                }
+            })
+            .expect("starting the guest watcher thread");
     }
 
     /// Whether guests run from the pooling allocator (false after a fallback).

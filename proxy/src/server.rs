@@ -49,7 +49,8 @@ pub struct Service {
     /// The service's name from the config.
     pub name: Arc<str>,
     /// The compiled guest.
-    pub guest: Guest,
+    /// The compiled guest; swapped in place when `--watch` sees a new build.
+    pub guest: arc_swap::ArcSwap<Guest>,
     /// Per-request limits.
     pub limits: LimitsConfig,
     /// What its guests may reach: backends, cache, stores.
@@ -273,9 +274,11 @@ impl EdgeApp {
             },
             ex.fetches.clone(),
         );
+        // This request keeps the version it started with, even if `--watch` swaps it.
+        let guest = service.guest.load_full();
         let start = self
             .runtime
-            .start(&service.guest, &service.limits, hooks, request, scheme);
+            .start(&guest, &service.limits, hooks, request, scheme);
         tokio::pin!(start);
 
         // Feed the request body to the guest until it answers.

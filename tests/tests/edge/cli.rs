@@ -161,3 +161,45 @@ async fn quick_mode_rejects_a_malformed_backend_flag() {
     assert!(!ok);
     assert!(out.contains("expected NAME=URL"), "{out}");
 }
+
+#[tokio::test]
+async fn watch_reloads_a_rebuilt_guest_and_keeps_serving_through_a_broken_one() {
+    let addr = free_addr();
+    let dir = tempfile::tempdir().unwrap();
+    let guest = dir.path().join("guest.wasm");
+    std::fs::copy(example("hello"), &guest).unwrap();
+    let args = [
+        "serve",
+        "--guest",
+        guest.to_str().unwrap(),
+        "--listen",
+        &addr.to_string(),
+        "--watch",
+    ];
+    let node = Node::spawn(addr, &args, tempfile::tempdir().unwrap(), &[addr]).await;
+    let before = get_text(&node.url("/")).await;
+    assert!(before.contains("Hello"), "{before}");
+
+    // A "rebuild": another guest lands in the same file.
+    std::fs::copy(test_guest("work"), &guest).unwrap();
+    let mut after = String::new();
+    for _ in 0..100 {
+        after = get_text(&node.url("/?n=10")).await;
+        if after != before {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        after.trim().len(),
+        16,
+        "the new guest answers (a 64-bit hash): {after}"
+    );
+    node.wait_log("reloaded the guest").await;
+
+    // A broken build is reported and the last good version keeps serving.
+    std::fs::write(&guest, b"not wasm at all").unwrap();
+    let log = node.wait_log("keeping the previous version").await;
+    assert!(log.contains("keeping the previous version"), "{log}");
+    assert_eq!(get_text(&node.url("/?n=10")).await, after);
+}

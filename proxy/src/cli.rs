@@ -167,6 +167,7 @@ pub fn quick_config(
             server_timing: true,
             config: Default::default(),
             secrets: Default::default(),
+            dynamic_backends: Vec::new(),
             backends: named,
         },
     );

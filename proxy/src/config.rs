@@ -242,6 +242,10 @@ pub struct ServiceConfig {
     /// Add a `Server-Timing` header (instantiation and time to response head) to responses.
     #[serde(default = "default_true")]
     pub server_timing: bool,
+    /// Hosts the guest may fetch directly (`http://HOST[:PORT]/...`) without a configured
+    /// backend: `api.example.com`, `*.example.com`, an IP address, or `*` for any.
+    #[serde(default)]
+    pub dynamic_backends: Vec<String>,
     /// Read-only values the guest reads with `outpost::config::get`.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
@@ -543,6 +547,20 @@ impl Config {
                     format!("{} MiB is outside 1..=4096", limits.memory_mib),
                     "use e.g. 128",
                 ));
+            }
+            for pattern in &service.dynamic_backends {
+                let bare = pattern.strip_prefix("*.").unwrap_or(pattern);
+                let ip = bare.parse::<std::net::IpAddr>().is_ok();
+                if !(pattern == "*" || ip || normalize_domain(pattern).is_ok_and(|d| d == *pattern))
+                {
+                    return Err(self.invalid(
+                        format!("{key}.dynamic_backends"),
+                        format!(
+                            "`{pattern}` is not a lower-case host name, wildcard or IP address"
+                        ),
+                        "list hosts such as `api.example.com`, `*.example.com` or `10.0.0.7`",
+                    ));
+                }
             }
             for (backend_name, backend) in &service.backends {
                 self.validate_backend(

@@ -46,6 +46,7 @@ pub fn default_config(listen: SocketAddr, origin: SocketAddr) -> std::io::Result
             server_timing: true,
             config: Default::default(),
             secrets: Default::default(),
+            dynamic_backends: Vec::new(),
             backends: BTreeMap::new(),
         },
     );
@@ -63,6 +64,7 @@ pub fn default_config(listen: SocketAddr, origin: SocketAddr) -> std::io::Result
             server_timing: true,
             config: Default::default(),
             secrets: Default::default(),
+            dynamic_backends: Vec::new(),
             backends,
         },
     );

@@ -52,6 +52,86 @@ pub struct Grants {
     pub stores: ServiceStores,
     /// Backend fetches one request may make.
     pub max_backend_requests: u32,
+    /// Hosts the guest may fetch without a configured backend.
+    pub dynamic: DynamicBackends,
+}
+
+/// Backends made on demand for hosts on the service's `dynamic_backends` allow-list: the
+/// guest fetches `http://HOST[:PORT]/...` directly, and each origin gets a pooled backend
+/// with default timeouts, made once and kept (at most [`DynamicBackends::KEPT`]).
+pub struct DynamicBackends {
+    allow: Vec<String>,
+    made: std::sync::Mutex<BTreeMap<String, Arc<Backend>>>,
+    metrics: Arc<crate::metrics::Metrics>,
+    service: Arc<str>,
+}
+
+impl DynamicBackends {
+    /// How many dynamic origins keep their connection pools.
+    pub const KEPT: usize = 256;
+
+    /// Allows the hosts matching `allow` (`example.com`, `*.example.com`, an IP, or `*`).
+    pub fn new(
+        service: Arc<str>,
+        allow: Vec<String>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
+        Self {
+            allow,
+            made: Default::default(),
+            metrics,
+            service,
+        }
+    }
+
+    fn allows(&self, host: &str) -> bool {
+        self.allow.iter().any(|pattern| {
+            pattern == "*"
+                || pattern == host
+                || pattern
+                    .strip_prefix("*.")
+                    .is_some_and(|suffix| host.ends_with(&format!(".{suffix}")))
+        })
+    }
+
+    fn describe(&self) -> String {
+        if self.allow.is_empty() {
+            "none".into()
+        } else {
+            self.allow.join(", ")
+        }
+    }
+
+    /// The backend for `uri`'s origin when its host is allowed.
+    pub fn backend_for(&self, uri: &http::Uri) -> Option<Arc<Backend>> {
+        let host = uri.host()?.to_ascii_lowercase();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if !self.allows(host) {
+            return None;
+        }
+        let origin = format!(
+            "{}://{}",
+            uri.scheme_str().unwrap_or("http"),
+            uri.authority()?.as_str().to_ascii_lowercase()
+        );
+        let mut made = self.made.lock().expect("dynamic backends lock");
+        if let Some(backend) = made.get(&origin) {
+            return Some(backend.clone());
+        }
+        let config = crate::config::BackendConfig::from_url(origin.clone());
+        let metrics = self.metrics.backend(&self.service, "dynamic");
+        let backend = match Backend::new(&origin, &config, std::path::Path::new("."), metrics) {
+            Ok(backend) => Arc::new(backend),
+            Err(error) => {
+                tracing::warn!(service = %self.service, "dynamic backend {origin}: {error}");
+                return None;
+            }
+        };
+        if made.len() < Self::KEPT {
+            made.insert(origin, backend.clone());
+        }
+        Some(backend)
+    }
 }
 
 /// A service's read-only stores, shared by all its requests.
@@ -200,12 +280,17 @@ impl WasiHttpHooks for EdgeHooks {
             .host()
             .unwrap_or_default()
             .to_ascii_lowercase();
-        let Some(backend) = self.grants.backends.get(&name).cloned() else {
+        let backend = match self.grants.backends.get(&name) {
+            Some(backend) => Some(backend.clone()),
+            None => self.grants.dynamic.backend_for(request.uri()),
+        };
+        let Some(backend) = backend else {
             tracing::warn!(
                 service = %self.grants.service,
                 request_id = %self.request_id,
-                "guest fetch to `{name}` denied: not a backend of this service (configured: {})",
-                self.grants.backends.keys().cloned().collect::<Vec<_>>().join(", ")
+                "guest fetch to `{name}` denied: not a backend of this service (configured: {}; dynamic hosts allowed: {})",
+                self.grants.backends.keys().cloned().collect::<Vec<_>>().join(", "),
+                self.grants.dynamic.describe()
             );
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         };

@@ -20,7 +20,7 @@ use crate::admin::AdminApi;
 use crate::backend::{Backend, BackendError};
 use crate::cache::{CacheSettings, EdgeCache};
 use crate::config::{Config, normalize_domain};
-use crate::host::{Grants, ServiceStores};
+use crate::host::{DynamicBackends, Grants, ServiceStores};
 use crate::metrics::{Metrics, MetricsEndpoint};
 use crate::runtime::{Guest, Runtime, RuntimeError};
 use crate::server::{CountedConnections, EdgeApp, Router, Service};
@@ -123,6 +123,11 @@ impl Node {
                         secrets: service_config.secrets.clone(),
                     },
                     max_backend_requests: service_config.limits.max_backend_requests,
+                    dynamic: DynamicBackends::new(
+                        name.as_str().into(),
+                        service_config.dynamic_backends.clone(),
+                        metrics.clone(),
+                    ),
                 }),
                 server_timing: service_config.server_timing,
                 metrics: metrics.service(name),

@@ -422,3 +422,30 @@ async fn guests_learn_client_ip_version_request_id_and_pop() {
     let h2 = h2c().get(node.url("/info")).send().await.unwrap();
     assert!(h2.text().await.unwrap().contains("version=HTTP/2"));
 }
+
+#[tokio::test]
+async fn dynamic_backends_reach_only_allow_listed_hosts() {
+    let origin = Origin::start().await;
+    let port = origin.addr.port();
+    let node = Node::start(&one_service(
+        &test_guest("concurrent"),
+        "dynamic_backends = [\"127.0.0.1\"]",
+        &[],
+    ))
+    .await;
+    let allowed = get_text(&node.url(&format!("/dynamic?to=127.0.0.1:{port}"))).await;
+    assert_eq!(allowed, "origin saw GET /dyn\n");
+    let denied = http1()
+        .get(node.url(&format!("/dynamic?to=localhost:{port}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 502);
+    assert_eq!(denied.text().await.unwrap(), "BackendNotAllowed");
+    assert_eq!(
+        origin.hits("/dyn").len(),
+        1,
+        "only the allowed fetch reached the origin"
+    );
+    node.wait_log("dynamic hosts allowed: 127.0.0.1").await;
+}

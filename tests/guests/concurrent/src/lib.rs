@@ -1,5 +1,6 @@
 //! Concurrent fetches with the SDK: `/both` sends two slow requests at once and joins them;
-//! `/race` sends a slow and a fast one and answers with the path of whichever came first.
+//! `/race` sends a slow and a fast one and answers with the path of whichever came first;
+//! `/dynamic?to=HOST:PORT` fetches `/dyn` from a host that is not a configured backend.
 
 use outpost::{Error, Request, Response, join_all, select};
 
@@ -27,6 +28,19 @@ fn main(req: Request) -> Result<Response, Error> {
                 body.trim(),
                 rest.len()
             )))
+        }
+        // A dynamic backend: `?to=HOST:PORT` names the origin itself.
+        "/dynamic" => {
+            let to = req
+                .query()
+                .and_then(|q| q.strip_prefix("to="))
+                .unwrap_or("");
+            match Request::get("/dyn").send(to) {
+                Ok(response) => Ok(response),
+                Err(error) => {
+                    Ok(Response::text(format!("{:?}", error.kind())).with_status(error.status()))
+                }
+            }
         }
         _ => Ok(Response::from_status(404)),
     }

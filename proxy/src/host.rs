@@ -3,8 +3,8 @@
 //!
 //! Every `wasi:http/outgoing-handler.handle` a guest makes lands in
 //! [`EdgeHooks::send_request`]. The request's authority must name one of the service's
-//! configured backends; anything else fails with `HTTP-request-denied`, which the guest sees
-//! as a typed error. The host never connects anywhere the config did not name, and a request
+//! configured backends, or a host on its `dynamic_backends` allow-list; anything else fails
+//! with `HTTP-request-denied`, which the guest sees as a typed error. The host never connects anywhere the config did not name, and a request
 //! may make at most `limits.max_backend_requests` fetches. Allowed fetches go through the
 //! [`EdgeCache`] (unless the guest passes), which decides whether the origin is reached.
 

@@ -4,7 +4,7 @@
 #   bash loadtest/run.sh                     # every scenario, wrk -t1 -c64 -d10s each
 #   bash loadtest/run.sh hello cache-1k      # just these
 #   DURATION=30s CONNECTIONS=128 bash loadtest/run.sh
-#   SMOKE=1 bash loadtest/run.sh             # 1 s per scenario, 8 connections, debug build (CI)
+#   SMOKE=1 bash loadtest/run.sh             # 1 s per scenario, 8 connections, the tests' debug binary (CI)
 #
 # Scenarios (outpost side / nginx reference):
 #   hello       the hello guest answering itself          / nginx `return 200`
@@ -53,8 +53,12 @@ node_tls=$((BASE_PORT + 3)); nginx_tls=$((BASE_PORT + 4))
 
 if [ "$PROFILE" = release ]; then
     cargo build --release -p outpost-proxy --quiet
+    node_bin=outpost
 else
-    cargo build -p outpost-proxy --quiet
+    # The debug node is the binary the end-to-end tests use: `cargo test --workspace` has
+    # built it already (with the workspace's feature set), so this costs nothing after it.
+    cargo test --workspace --no-run --quiet
+    node_bin=outpost-under-test
 fi
 cargo build --release --target wasm32-wasip2 --manifest-path tests/guests/Cargo.toml -p work --quiet
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
@@ -140,7 +144,7 @@ server_timing = false
 [services.proxy.backends.origin]
 url = "http://127.0.0.1:$origin_port"
 TOML
-taskset -c "$server_cpu" "$target_dir/$PROFILE/outpost" serve --config "$work/outpost.toml" >"$work/node.log" 2>&1 &
+taskset -c "$server_cpu" "$target_dir/$PROFILE/$node_bin" serve --config "$work/outpost.toml" >"$work/node.log" 2>&1 &
 echo $! > "$work/node.pid"
 
 for port in $node_port $nginx_port $origin_port $node_tls $nginx_tls; do

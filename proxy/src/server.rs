@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::BodyExt;
 use pingora_core::apps::{
     HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream, ServerApp,
 };
@@ -244,10 +244,7 @@ impl EdgeApp {
             let (tx, rx) = http_body_util::channel::Channel::<Bytes, HttpError>::new(2);
             (Some(tx), rx.boxed_unsync())
         } else {
-            (
-                None,
-                Empty::new().map_err(|never| match never {}).boxed_unsync(),
-            )
+            (None, crate::cache::object::empty_body())
         };
         let Ok(request) = builder.body(body) else {
             return refuse(session, ex, 400, "malformed request\n").await;

@@ -89,6 +89,24 @@ pub fn url_key(service: &str, url: &str) -> Option<String> {
     ))
 }
 
+/// The key of a simple-cache value: its own namespace inside the service's.
+fn value_key(service: &str, key: &str) -> Arc<str> {
+    primary_key(service, "value", "", key, None).into()
+}
+
+/// A header map from `(name, value)` pairs, for the cache's unit tests.
+#[cfg(test)]
+fn test_headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in pairs {
+        map.append(
+            http::header::HeaderName::try_from(*name).unwrap(),
+            value.parse().unwrap(),
+        );
+    }
+    map
+}
+
 /// The service part of a cache key.
 fn key_service(key: &str) -> &str {
     key.split(KEY_SEPARATOR).next().unwrap_or_default()
@@ -152,26 +170,45 @@ impl Variants {
     }
 }
 
-struct KeepFor;
+/// A stored value that knows how long it stays in the store.
+trait Lifetime {
+    fn lifetime(&self) -> Duration;
+}
 
-impl moka::Expiry<Arc<str>, Arc<Variants>> for KeepFor {
+impl Lifetime for Variants {
+    fn lifetime(&self) -> Duration {
+        self.keep_for
+    }
+}
+
+impl Lifetime for StoredValue {
+    fn lifetime(&self) -> Duration {
+        self.ttl
+    }
+}
+
+/// Per-entry expiry for both stores: an entry lives as long as its value says, counted
+/// again from every insert or update.
+struct ExpireByLifetime;
+
+impl<V: Lifetime> moka::Expiry<Arc<str>, Arc<V>> for ExpireByLifetime {
     fn expire_after_create(
         &self,
         _key: &Arc<str>,
-        value: &Arc<Variants>,
-        _created_at: Instant,
+        value: &Arc<V>,
+        _at: Instant,
     ) -> Option<Duration> {
-        Some(value.keep_for)
+        Some(value.lifetime())
     }
 
     fn expire_after_update(
         &self,
         _key: &Arc<str>,
-        value: &Arc<Variants>,
-        _updated_at: Instant,
+        value: &Arc<V>,
+        _at: Instant,
         _duration_until_expiry: Option<Duration>,
     ) -> Option<Duration> {
-        Some(value.keep_for)
+        Some(value.lifetime())
     }
 }
 
@@ -221,29 +258,6 @@ struct StoredValue {
     ttl: Duration,
 }
 
-struct ValueTtl;
-
-impl moka::Expiry<Arc<str>, Arc<StoredValue>> for ValueTtl {
-    fn expire_after_create(
-        &self,
-        _key: &Arc<str>,
-        value: &Arc<StoredValue>,
-        _created_at: Instant,
-    ) -> Option<Duration> {
-        Some(value.ttl)
-    }
-
-    fn expire_after_update(
-        &self,
-        _key: &Arc<str>,
-        value: &Arc<StoredValue>,
-        _updated_at: Instant,
-        _duration_until_expiry: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(value.ttl)
-    }
-}
-
 /// What [`EdgeCache::value_get_or_lock`] found.
 pub enum ValueLookup {
     /// The stored value.
@@ -272,14 +286,14 @@ impl EdgeCache {
         let store = Cache::builder()
             .max_capacity(settings.memory_bytes)
             .weigher(|_key: &Arc<str>, value: &Arc<Variants>| value.weight)
-            .expire_after(KeepFor)
+            .expire_after(ExpireByLifetime)
             .build();
         let values = Cache::builder()
             .max_capacity(settings.memory_bytes / 4)
             .weigher(|key: &Arc<str>, value: &Arc<StoredValue>| {
                 (value.bytes.len() + key.len() + 64).min(u32::MAX as usize) as u32
             })
-            .expire_after(ValueTtl)
+            .expire_after(ExpireByLifetime)
             .build();
         let hit_for_miss = Cache::builder()
             .max_capacity(100_000)
@@ -422,11 +436,7 @@ impl EdgeCache {
             }
             FillReply::Uncacheable(mut response) => {
                 self.metrics.lookup(CacheState::Miss);
-                strip_edge_fields(response.headers_mut());
-                add_date(response.headers_mut(), SystemTime::now());
-                response
-                    .headers_mut()
-                    .insert(X_CACHE, HeaderValue::from_static("MISS"));
+                mark_forwarded(response.headers_mut(), CacheState::Miss);
                 if method == Method::HEAD {
                     *response.body_mut() = empty_body();
                 }
@@ -458,11 +468,7 @@ impl EdgeCache {
             self.invalidate_after_unsafe(service, &uri, response.headers());
         }
         self.metrics.lookup(CacheState::Pass);
-        strip_edge_fields(response.headers_mut());
-        add_date(response.headers_mut(), SystemTime::now());
-        response
-            .headers_mut()
-            .insert(X_CACHE, HeaderValue::from_static("PASS"));
+        mark_forwarded(response.headers_mut(), CacheState::Pass);
         Ok((response, CacheState::Pass))
     }
 
@@ -875,8 +881,9 @@ impl EdgeCache {
 
     /// The simple cache's value for `key` of `service`.
     pub fn value_get(&self, service: &str, key: &str) -> Option<Bytes> {
-        let key = primary_key(service, "value", "", key, None);
-        self.values.get(key.as_str()).map(|v| v.bytes.clone())
+        self.values
+            .get(value_key(service, key).as_ref())
+            .map(|v| v.bytes.clone())
     }
 
     /// Stores a simple-cache value and wakes requests waiting for it.
@@ -888,7 +895,7 @@ impl EdgeCache {
         ttl: Duration,
         surrogate_keys: Vec<String>,
     ) {
-        let full: Arc<str> = primary_key(service, "value", "", key, None).into();
+        let full = value_key(service, key);
         if !ttl.is_zero() && (bytes.len() as u64) <= self.settings.max_object_bytes {
             self.values.insert(
                 full,
@@ -904,7 +911,7 @@ impl EdgeCache {
 
     /// Returns the value, or the key's lock, or waits up to `wait` for whoever holds the lock.
     pub async fn value_get_or_lock(&self, service: &str, key: &str, wait: Duration) -> ValueLookup {
-        let full: Arc<str> = primary_key(service, "value", "", key, None).into();
+        let full = value_key(service, key);
         if let Some(value) = self.values.get(&full) {
             return ValueLookup::Hit(value.bytes.clone());
         }
@@ -936,12 +943,11 @@ impl EdgeCache {
 
     /// Releases a simple-cache key lock and wakes its waiters.
     pub fn value_unlock(&self, service: &str, key: &str) {
-        let full = primary_key(service, "value", "", key, None);
         let notify = self
             .value_locks
             .lock()
             .expect("value locks")
-            .remove(full.as_str());
+            .remove(value_key(service, key).as_ref());
         if let Some(notify) = notify {
             notify.notify_waiters();
         }
@@ -1010,6 +1016,14 @@ impl Drop for FlightGuard<'_> {
             self.forget(&tx);
         }
     }
+}
+
+/// Prepares the head of an origin response the cache forwards without storing: edge-only
+/// fields removed, `Date` added if missing, `X-Cache` set.
+fn mark_forwarded(headers: &mut HeaderMap, state: CacheState) {
+    strip_edge_fields(headers);
+    add_date(headers, SystemTime::now());
+    headers.insert(X_CACHE, HeaderValue::from_static(state.as_header()));
 }
 
 /// A recipient with a clock adds `Date` to a response that lacks one before caching or

@@ -549,13 +549,7 @@ impl Body for BodyReader {
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(HeaderName::try_from(*name).unwrap(), value.parse().unwrap());
-        }
-        map
-    }
+    use crate::cache::test_headers as headers;
 
     #[test]
     fn ranges() {

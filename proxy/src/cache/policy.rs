@@ -391,13 +391,7 @@ pub fn may_serve_on_error(
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(HeaderName::try_from(*name).unwrap(), value.parse().unwrap());
-        }
-        map
-    }
+    use crate::cache::test_headers as headers;
 
     fn judge(pairs: &[(&str, &str)]) -> Storability {
         let now = SystemTime::now();

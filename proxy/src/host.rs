@@ -248,9 +248,13 @@ impl EdgeHooks {
     pub fn release_lock(&mut self, key: &str) {
         if let Some(at) = self.held_locks.iter().position(|k| k == key) {
             let key = self.held_locks.swap_remove(at);
-            if let Some(cache) = &self.grants.cache {
-                cache.value_unlock(&self.grants.service, &key);
-            }
+            self.unlock(&key);
+        }
+    }
+
+    fn unlock(&self, key: &str) {
+        if let Some(cache) = &self.grants.cache {
+            cache.value_unlock(&self.grants.service, key);
         }
     }
 
@@ -351,9 +355,7 @@ impl WasiHttpHooks for EdgeHooks {
 impl Drop for EdgeHooks {
     fn drop(&mut self) {
         for key in std::mem::take(&mut self.held_locks) {
-            if let Some(cache) = &self.grants.cache {
-                cache.value_unlock(&self.grants.service, &key);
-            }
+            self.unlock(&key);
         }
         if !self.ended_cleanly {
             self.guest_failed.store(true, Ordering::SeqCst);

@@ -886,7 +886,8 @@ impl EdgeCache {
             .map(|v| v.bytes.clone())
     }
 
-    /// Stores a simple-cache value and wakes requests waiting for it.
+    /// Stores a simple-cache value and wakes requests waiting for it. The key's lock stays
+    /// with whoever holds it; the holder's [`EdgeCache::value_unlock`] releases it.
     pub fn value_insert(
         &self,
         service: &str,
@@ -898,7 +899,7 @@ impl EdgeCache {
         let full = value_key(service, key);
         if !ttl.is_zero() && (bytes.len() as u64) <= self.settings.max_object_bytes {
             self.values.insert(
-                full,
+                full.clone(),
                 Arc::new(StoredValue {
                     bytes,
                     surrogate_keys,
@@ -906,7 +907,15 @@ impl EdgeCache {
                 }),
             );
         }
-        self.value_unlock(service, key);
+        let waiting = self
+            .value_locks
+            .lock()
+            .expect("value locks")
+            .get(&full)
+            .cloned();
+        if let Some(notify) = waiting {
+            notify.notify_waiters();
+        }
     }
 
     /// Returns the value, or the key's lock, or waits up to `wait` for whoever holds the lock.
@@ -941,7 +950,8 @@ impl EdgeCache {
         }
     }
 
-    /// Releases a simple-cache key lock and wakes its waiters.
+    /// Releases a simple-cache key lock and wakes its waiters; only the lock's holder calls
+    /// this, so a lock someone else took meanwhile is never released by mistake.
     pub fn value_unlock(&self, service: &str, key: &str) {
         let notify = self
             .value_locks

@@ -7,6 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod foreign;
+
 /// The target guests are built for.
 pub const TARGET: &str = "wasm32-wasip2";
 

@@ -5,6 +5,7 @@
 mod cache;
 mod cli;
 mod examples;
+mod foreign;
 mod isolation;
 mod observability;
 mod proxying;

@@ -192,15 +192,6 @@ first_byte_timeout_ms = 300
 }
 
 #[tokio::test]
-async fn a_plain_wasi_http_component_runs_unchanged() {
-    let config = one_service(&test_guest("plain_wasi"), "", &[]);
-    let node = Node::start(&config).await;
-    let response = http1().get(node.url("/raw?x=1")).send().await.unwrap();
-    assert_eq!(response.status(), 203);
-    assert_eq!(response.text().await.unwrap(), "plain wasi saw /raw?x=1\n");
-}
-
-#[tokio::test]
 async fn backend_connections_are_kept_alive_and_reused() {
     let origin = Origin::start().await;
     let node = Node::start(&proxy_config(&origin)).await;

@@ -106,15 +106,19 @@ impl Body {
         Ok(String::from_utf8(self.into_bytes()?.to_vec())?)
     }
 
-    /// Writes the whole body to a host output stream, chunk by chunk.
+    /// Writes the whole body to a host output stream; a streaming body is spliced by the
+    /// host without passing through guest memory.
     pub(crate) fn write_to(
         mut self,
         stream: &wasip2::io::streams::OutputStream,
     ) -> Result<(), Error> {
-        while let Some(chunk) = self.read_chunk()? {
-            write_all(stream, &chunk).map_err(|e| {
+        match std::mem::take(&mut self.inner) {
+            Inner::Empty => {}
+            Inner::Bytes(bytes) => write_all(stream, &bytes).map_err(|e| {
                 Error::of_kind(ErrorKind::Body, format!("writing a body failed: {e}"))
-            })?;
+            })?,
+            // A body still arriving from the host goes back out through the host.
+            Inner::Stream(mut input) => while input.splice_to(stream, CHUNK)?.is_some() {},
         }
         match stream.blocking_flush() {
             // The host may already have taken everything and closed its end (a request with

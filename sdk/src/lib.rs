@@ -27,7 +27,11 @@
 //! origin=http://127.0.0.1:8080`.
 //!
 //! - [`Request`] and [`Response`] use the [`http`] crate's method, status and header types.
-//! - [`Request::send`] fetches from a named backend; bodies stream through in chunks.
+//! - [`Request::send`] fetches from a named backend; bodies stream through in chunks, and
+//!   a backend body returned as is (or appended to a [`StreamingBody`]) is spliced by the
+//!   host without entering guest memory.
+//! - [`Response::stream_to_client`] sends the head at once and returns a [`StreamingBody`]
+//!   to keep writing (for example, rewriting a page as it arrives).
 //!   [`Request::send_async`] with [`select`] or [`join_all`] runs several fetches at once.
 //! - [`cache`] controls the edge cache per fetch ([`cache::CacheOverride`]) and offers a
 //!   key/value cache for computed values with collapsing and purge by surrogate key.
@@ -50,6 +54,7 @@ pub mod log;
 mod message;
 mod request;
 mod response;
+mod streaming;
 mod wasi;
 
 pub use body::{Body, CHUNK};
@@ -59,6 +64,7 @@ pub use info::{RequestInfo, request_info};
 pub use outpost_macro::main;
 pub use request::{PendingRequest, Request, join_all, select};
 pub use response::Response;
+pub use streaming::StreamingBody;
 
 /// Glue used by `#[outpost::main]`; not part of the API.
 #[doc(hidden)]
@@ -82,7 +88,23 @@ pub mod __private {
             }
         };
         let head_only = request.method() == http::Method::HEAD;
-        let response = handler(request).unwrap_or_else(crate::response::error_response);
-        response.send_downstream(out, head_only);
+        crate::streaming::park(crate::streaming::Downstream { out, head_only });
+        let result = handler(request);
+        match crate::streaming::take() {
+            Some(downstream) => result
+                .unwrap_or_else(crate::response::error_response)
+                .send_downstream(downstream.out, downstream.head_only),
+            // The handler streamed its answer; the client has the head already.
+            None => match result {
+                Ok(response) if response.is_sent() => {}
+                Ok(_) => crate::warn!(
+                    "the handler returned a response after streaming one; the streamed one stands"
+                ),
+                Err(error) => crate::error!(
+                    "the handler failed after streaming began, so the client sees the response cut off: {}",
+                    error.message()
+                ),
+            },
+        }
     }
 }

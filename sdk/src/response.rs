@@ -21,6 +21,8 @@ pub struct Response {
     status: StatusCode,
     headers: HeaderMap,
     body: Body,
+    /// Set on the value [`crate::StreamingBody::finish`] returns: the client has it already.
+    sent: bool,
 }
 
 impl Default for Response {
@@ -36,7 +38,21 @@ impl Response {
             status: StatusCode::OK,
             headers: HeaderMap::new(),
             body: Body::empty(),
+            sent: false,
         }
+    }
+
+    /// The marker a finished streaming response leaves for the handler to return.
+    pub(crate) fn already_sent() -> Self {
+        Self {
+            sent: true,
+            ..Self::new()
+        }
+    }
+
+    /// Whether this is the marker of a response already streamed to the client.
+    pub(crate) fn is_sent(&self) -> bool {
+        self.sent
     }
 
     /// An empty response with `status`.
@@ -98,6 +114,7 @@ impl Response {
             status,
             headers,
             body,
+            sent: false,
         })
     }
 
@@ -126,11 +143,9 @@ impl Response {
             status,
             mut headers,
             body,
+            ..
         } = self;
-        let no_body = head_only
-            || status == StatusCode::NO_CONTENT
-            || status == StatusCode::NOT_MODIFIED
-            || status.is_informational();
+        let no_body = head_only || !allows_body(status);
         if let (false, Some(len)) = (no_body, body.known_len()) {
             headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
         }
@@ -155,6 +170,13 @@ impl Response {
             panic!("finishing the response body failed: {code:?}");
         }
     }
+}
+
+/// Whether a response with `status` may carry a body (not 1xx, 204 or 304).
+pub(crate) fn allows_body(status: StatusCode) -> bool {
+    !(status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+        || status.is_informational())
 }
 
 /// The response sent for an [`Error`] returned by the handler.

@@ -77,6 +77,36 @@ impl IncomingStream {
     }
 }
 
+impl IncomingStream {
+    /// Moves the next chunk straight to `out` inside the host (no copy through guest
+    /// memory); `None` at the end of the body, else how many bytes moved.
+    pub(crate) fn splice_to(&mut self, out: &OutputStream, max: u64) -> Result<Option<u64>, Error> {
+        loop {
+            let Some(stream) = &self.stream else {
+                return Ok(None);
+            };
+            match out.blocking_splice(stream, max) {
+                Ok(0) => continue,
+                Ok(n) => return Ok(Some(n)),
+                // The input ended (or the client left, which the flush after reports).
+                Err(StreamError::Closed) => {
+                    self.stream = None;
+                    if let Some(body) = self.body.take() {
+                        drop(IncomingBody::finish(body));
+                    }
+                    return Ok(None);
+                }
+                Err(StreamError::LastOperationFailed(e)) => {
+                    return Err(Error::of_kind(
+                        ErrorKind::Body,
+                        format!("passing a body through failed: {}", e.to_debug_string()),
+                    ));
+                }
+            }
+        }
+    }
+}
+
 /// Writes all of `data`, waiting for the host whenever its buffer is full.
 pub(crate) fn write_all(stream: &OutputStream, mut data: &[u8]) -> Result<(), String> {
     while !data.is_empty() {
@@ -92,7 +122,7 @@ pub(crate) fn write_all(stream: &OutputStream, mut data: &[u8]) -> Result<(), St
     Ok(())
 }
 
-fn describe_stream_error(error: StreamError) -> String {
+pub(crate) fn describe_stream_error(error: StreamError) -> String {
     match error {
         StreamError::Closed => "the stream was closed".into(),
         StreamError::LastOperationFailed(e) => e.to_debug_string(),

@@ -129,3 +129,75 @@ async fn ab_test_is_sticky_and_the_cache_keeps_variants_apart() {
         "one origin fetch per variant: {variants:?}"
     );
 }
+
+#[tokio::test]
+async fn html_rewrite_streams_the_rewritten_page_before_the_origin_finishes() {
+    let origin = Origin::start().await;
+    // The origin sends the first half (banner spot and a link included), pauses 1.5 s,
+    // then sends the rest: a rewriter that buffered the page would show nothing until then.
+    let head = r#"<html><head><link href="https://www.example.com/site.css" rel="stylesheet"></head><body><h1>News</h1><a href="https://www.example.com/a">a</a>"#;
+    let tail = r#"<p>more</p><a href="https://elsewhere.example/b">b</a><img src="https://www.example.com/i.png"></body></html>"#;
+    let page = format!("{head}{}{tail}", " ".repeat(400));
+    origin.set(
+        "/article",
+        Canned {
+            trickle: Some(std::time::Duration::from_millis(1500)),
+            ..Canned::ok(&page, &[("content-type", "text/html; charset=utf-8")])
+        },
+    );
+    origin.set(
+        "/data.json",
+        Canned::ok(
+            "{\"a\":\"https://www.example.com/x\"}",
+            &[("content-type", "application/json")],
+        ),
+    );
+    let node = Node::start(&one_service(
+        &example("html_rewrite"),
+        r#"config = { banner = "Beta <edge>", link_from = "https://www.example.com", link_to = "" }"#,
+        &[("origin", format!("url = \"{}\"", origin.url()))],
+    ))
+    .await;
+
+    let started = std::time::Instant::now();
+    let mut response = http1().get(node.url("/article")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("content-length").is_none());
+    // What the client holds one second in, while the origin is still pausing.
+    let (mut early, mut body) = (String::new(), String::new());
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        let text = std::str::from_utf8(&chunk).unwrap();
+        if started.elapsed() < std::time::Duration::from_secs(1) {
+            early.push_str(text);
+        }
+        body.push_str(text);
+    }
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(1400),
+        "the origin's pause did not happen"
+    );
+    assert!(
+        early.contains(r#"<body><div class="edge-banner">Beta &lt;edge&gt;</div><h1>News</h1><a href="/a">a</a>"#),
+        "the rewritten top of the page did not arrive before the origin finished: {early:?}"
+    );
+    assert!(!early.contains("more"), "{early:?}");
+    assert!(
+        body.contains(r#"<link href="/site.css" rel="stylesheet">"#),
+        "{body}"
+    );
+    assert!(body.contains(r#"<a href="/a">a</a>"#), "{body}");
+    assert!(
+        body.contains(r#"<a href="https://elsewhere.example/b">b</a>"#),
+        "{body}"
+    );
+    assert!(body.contains(r#"<img src="/i.png">"#), "{body}");
+    assert!(body.ends_with("</body></html>"), "{body}");
+
+    // Not HTML: passed through byte for byte, with its length.
+    let json = http1().get(node.url("/data.json")).send().await.unwrap();
+    assert_eq!(json.headers()["content-length"], "33");
+    assert_eq!(
+        json.text().await.unwrap(),
+        "{\"a\":\"https://www.example.com/x\"}"
+    );
+}

@@ -4,7 +4,8 @@
 //! - `outpost:edge/config`: the service's config store and secrets (read-only; secret
 //!   values are handed to the guest and never logged);
 //! - `outpost:edge/cache`: typed cache control;
-//! - `outpost:edge/request-info`: client IP, HTTP version, TLS, request id, POP name.
+//! - `outpost:edge/request-info`: client IP, HTTP version, TLS, request id, POP name;
+//! - `outpost:edge/rate`: the node's rate counters ([`crate::counters`]), per service.
 //!
 //! `set-next-fetch` stores [`Overrides`] in the request's hooks; the next
 //! `outgoing-handler.handle` takes them (see [`crate::host`]). The simple value cache and
@@ -28,7 +29,7 @@ mod bindings {
 }
 
 use bindings::outpost::edge::cache::{FetchOptions, Host, Lookup};
-use bindings::outpost::edge::{config, request_info};
+use bindings::outpost::edge::{config, rate, request_info};
 
 /// Adds every Outpost import to `linker`, reaching the hooks through `hooks`.
 pub fn add_to_linker<T: Send + 'static>(
@@ -38,6 +39,7 @@ pub fn add_to_linker<T: Send + 'static>(
     use wasmtime::component::HasSelf;
     bindings::outpost::edge::cache::add_to_linker::<T, HasSelf<EdgeHooks>>(linker, hooks)?;
     config::add_to_linker::<T, HasSelf<EdgeHooks>>(linker, hooks)?;
+    rate::add_to_linker::<T, HasSelf<EdgeHooks>>(linker, hooks)?;
     request_info::add_to_linker::<T, HasSelf<EdgeHooks>>(linker, hooks)
 }
 
@@ -52,6 +54,19 @@ impl request_info::Host for EdgeHooks {
             request_id: self.request_id().to_owned(),
             pop: info.pop.to_string(),
         }
+    }
+}
+
+impl rate::Host for EdgeHooks {
+    async fn increment(&mut self, name: String, entry: String, delta: u32, window_ms: u64) -> u64 {
+        let grants = self.grants();
+        grants.counters.increment(
+            &grants.service,
+            &name,
+            &entry,
+            u64::from(delta),
+            Duration::from_millis(window_ms),
+        )
     }
 }
 

@@ -54,6 +54,8 @@ pub struct Grants {
     pub max_backend_requests: u32,
     /// Hosts the guest may fetch without a configured backend.
     pub dynamic: DynamicBackends,
+    /// The node's rate counters (keyed per service).
+    pub counters: Arc<crate::counters::Counters>,
 }
 
 /// Backends made on demand for hosts on the service's `dynamic_backends` allow-list: the
@@ -227,6 +229,11 @@ impl EdgeHooks {
     /// What the guest may learn about its request.
     pub fn info(&self) -> &RequestInfo {
         &self.info
+    }
+
+    /// What the service grants this request.
+    pub fn grants(&self) -> &Grants {
+        &self.grants
     }
 
     /// The service's config store and secrets.

@@ -20,6 +20,7 @@ use crate::admin::AdminApi;
 use crate::backend::{Backend, BackendError};
 use crate::cache::{CacheSettings, EdgeCache};
 use crate::config::{Config, normalize_domain};
+use crate::counters::Counters;
 use crate::host::{DynamicBackends, Grants, ServiceStores};
 use crate::metrics::{Metrics, MetricsEndpoint};
 use crate::runtime::{Guest, Runtime, RuntimeError};
@@ -61,6 +62,10 @@ pub enum NodeError {
     },
 }
 
+/// How many rate-counter entries (service, counter, client) the node keeps at most; the
+/// least used beyond that are evicted. About 100 bytes each.
+const COUNTED_ENTRIES: u64 = 1_000_000;
+
 /// A node ready to serve: everything compiled and loaded, no socket open yet.
 pub struct Node {
     config: Config,
@@ -87,6 +92,7 @@ impl Node {
         let metrics = Metrics::new();
         let cache = (config.cache.memory.as_u64() > 0)
             .then(|| EdgeCache::new(CacheSettings::from(&config.cache), metrics.cache()));
+        let counters = Arc::new(Counters::new(COUNTED_ENTRIES));
         let mut router = Router::default();
         let mut guests = Vec::new();
         for (name, service_config) in &config.services {
@@ -128,6 +134,7 @@ impl Node {
                         service_config.dynamic_backends.clone(),
                         metrics.clone(),
                     ),
+                    counters: counters.clone(),
                 }),
                 server_timing: service_config.server_timing,
                 metrics: metrics.service(name),

@@ -9,18 +9,7 @@
 
 use std::time::Duration;
 
-/// Bindings for Outpost's own imports (world `imports`), shared with [`crate::config`] and
-/// [`crate::request_info`].
-mod bindings {
-    wit_bindgen::generate!({
-        path: "wit",
-        world: "outpost:edge/imports",
-    });
-}
-
-use bindings::outpost::edge::cache as host;
-pub(crate) use bindings::outpost::edge::config as host_config;
-pub(crate) use bindings::outpost::edge::request_info as host_request_info;
+use crate::imports::cache as host;
 
 /// How one backend fetch uses the edge's HTTP cache.
 ///

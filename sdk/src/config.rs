@@ -13,7 +13,7 @@ use std::fmt;
 /// let banner = outpost::config::get("banner").unwrap_or_else(|| "welcome".into());
 /// ```
 pub fn get(key: &str) -> Option<String> {
-    crate::cache::host_config::get(key)
+    crate::imports::config::get(key)
 }
 
 /// The secret `key`.
@@ -23,7 +23,7 @@ pub fn get(key: &str) -> Option<String> {
 /// let header = format!("Bearer {}", key.expose());
 /// ```
 pub fn secret(key: &str) -> Option<Secret> {
-    crate::cache::host_config::secret(key).map(Secret)
+    crate::imports::config::secret(key).map(Secret)
 }
 
 /// A secret value; `Debug` prints `***`.

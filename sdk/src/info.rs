@@ -29,7 +29,7 @@ pub struct RequestInfo {
 /// }
 /// ```
 pub fn request_info() -> RequestInfo {
-    let info = crate::cache::host_request_info::get();
+    let info = crate::imports::request_info::get();
     RequestInfo {
         client_ip: info.client_ip.and_then(|ip| ip.parse().ok()),
         http_version: info.http_version,

@@ -36,6 +36,8 @@
 //! - [`cache`] controls the edge cache per fetch ([`cache::CacheOverride`]) and offers a
 //!   key/value cache for computed values with collapsing and purge by surrogate key.
 //! - [`config::get`] and [`config::secret`] read the service's settings from the node config.
+//! - [`rate::RateLimiter`] counts requests per client (or any key) over a sliding window
+//!   for rate limiting at the edge; [`rate::increment`] is the raw counter.
 //! - [`request_info`] tells the client IP, HTTP version, TLS details, request id and POP.
 //! - [`info!`], [`warn!`], [`error!`] and [`debug!`] log into the node's log, tagged with
 //!   the service and request id.
@@ -49,9 +51,11 @@ mod body;
 pub mod cache;
 pub mod config;
 mod error;
+mod imports;
 mod info;
 pub mod log;
 mod message;
+pub mod rate;
 mod request;
 mod response;
 mod streaming;

@@ -201,3 +201,53 @@ async fn html_rewrite_streams_the_rewritten_page_before_the_origin_finishes() {
         "{\"a\":\"https://www.example.com/x\"}"
     );
 }
+
+#[tokio::test]
+async fn rate_limit_turns_a_client_away_past_its_limit_and_counts_clients_apart() {
+    let origin = Origin::start().await;
+    let node = Node::start(&one_service(
+        &example("rate_limit"),
+        r#"config = { limit = "3", window_secs = "60", key_header = "x-api-key" }"#,
+        &[("origin", format!("url = \"{}\"", origin.url()))],
+    ))
+    .await;
+    // Two clients on different loopback addresses.
+    let from = |ip: [u8; 4]| {
+        reqwest::Client::builder()
+            .http1_only()
+            .no_proxy()
+            .local_address(std::net::IpAddr::from(ip))
+            .build()
+            .unwrap()
+    };
+    let (first, second) = (from([127, 0, 0, 1]), from([127, 0, 0, 2]));
+    for remaining in ["2", "1", "0"] {
+        let ok = first.get(node.url("/r")).send().await.unwrap();
+        assert_eq!(ok.status(), 200);
+        assert_eq!(ok.headers()["ratelimit-limit"], "3");
+        assert_eq!(ok.headers()["ratelimit-remaining"], remaining);
+    }
+    let limited = first.get(node.url("/r")).send().await.unwrap();
+    assert_eq!(limited.status(), 429);
+    assert_eq!(limited.headers()["retry-after"], "60");
+    assert_eq!(
+        origin.hits("/r").len(),
+        3,
+        "the limited request reached the origin"
+    );
+
+    let other = second.get(node.url("/r")).send().await.unwrap();
+    assert_eq!(other.status(), 200, "another client has its own count");
+    let keyed = first
+        .get(node.url("/r"))
+        .header("x-api-key", "k1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        keyed.status(),
+        200,
+        "an API key is counted apart from the IP"
+    );
+    node.wait_log("limited ip:127.0.0.1").await;
+}

@@ -1,0 +1,12 @@
+//! Bindings for Outpost's own imports (`sdk/wit`, world `imports`), which the public
+//! modules wrap: [`crate::cache`], [`crate::config`], [`crate::request_info`],
+//! [`crate::rate`].
+
+mod bindings {
+    wit_bindgen::generate!({
+        path: "wit",
+        world: "outpost:edge/imports",
+    });
+}
+
+pub(crate) use bindings::outpost::edge::{cache, config, rate, request_info};

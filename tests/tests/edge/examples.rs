@@ -251,3 +251,121 @@ async fn rate_limit_turns_a_client_away_past_its_limit_and_counts_clients_apart(
     );
     node.wait_log("limited ip:127.0.0.1").await;
 }
+
+#[tokio::test]
+async fn jwt_auth_lets_valid_hs256_and_rs256_tokens_through_and_refuses_the_rest() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+
+    let make_rsa = || rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
+    let (signer, stranger) = (make_rsa(), make_rsa());
+    let pem = |key: &rsa::RsaPrivateKey| key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
+    let public_pem = signer
+        .to_public_key()
+        .to_public_key_pem(LineEnding::LF)
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims =
+        |sub: &str, exp: u64, iss: &str| serde_json::json!({ "sub": sub, "exp": exp, "iss": iss });
+    let hs = |secret: &[u8], claims: serde_json::Value| {
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(secret),
+        )
+        .unwrap()
+    };
+    let rs = |key: &rsa::RsaPrivateKey, claims: serde_json::Value| {
+        let key = EncodingKey::from_rsa_pem(pem(key).as_bytes()).unwrap();
+        encode(&Header::new(Algorithm::RS256), &claims, &key).unwrap()
+    };
+    let iss = "https://issuer.example";
+
+    let origin = Origin::start().await;
+    let node = Node::start(&one_service(
+        &example("jwt_auth"),
+        &format!(
+            "secrets = {{ jwt_hs256_secret = \"hs-secret-for-tests\" }}\nconfig = {{ jwt_rs256_public_key = {:?}, jwt_issuer = {iss:?} }}",
+            public_pem
+        ),
+        &[("origin", format!("url = \"{}\"", origin.url()))],
+    ))
+    .await;
+    let call = async |path: &str, token: Option<String>| {
+        let mut request = http1().get(node.url(path));
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let response = request.send().await.unwrap();
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (response.status().as_u16(), challenge)
+    };
+
+    // Accepted: HS256 with the secret, RS256 with the configured key.
+    let (status, _) = call(
+        "/hs",
+        Some(hs(b"hs-secret-for-tests", claims("alice", now + 600, iss))),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let seen = origin.hits("/hs");
+    assert_eq!(seen[0].header("x-jwt-sub"), Some("alice"));
+    assert_eq!(
+        seen[0].header("authorization"),
+        None,
+        "the token is not forwarded"
+    );
+    assert_eq!(
+        call("/rs", Some(rs(&signer, claims("bob", now + 600, iss))))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(origin.hits("/rs")[0].header("x-jwt-sub"), Some("bob"));
+
+    // Refused, and the origin never sees them.
+    let refused = [
+        ("/none", None),
+        (
+            "/wrong-secret",
+            Some(hs(b"guessed", claims("eve", now + 600, iss))),
+        ),
+        (
+            "/expired",
+            Some(hs(b"hs-secret-for-tests", claims("alice", now - 3600, iss))),
+        ),
+        (
+            "/other-issuer",
+            Some(hs(
+                b"hs-secret-for-tests",
+                claims("alice", now + 600, "https://evil.example"),
+            )),
+        ),
+        (
+            "/stranger-key",
+            Some(rs(&stranger, claims("eve", now + 600, iss))),
+        ),
+        // Algorithm confusion: HS256 "signed" with the RSA public key as the HMAC secret.
+        (
+            "/confused",
+            Some(hs(public_pem.as_bytes(), claims("eve", now + 600, iss))),
+        ),
+        ("/garbage", Some("not.a.token".to_owned())),
+    ];
+    for (path, token) in refused {
+        let (status, challenge) = call(path, token).await;
+        assert_eq!(status, 401, "{path}");
+        assert!(
+            challenge.is_some_and(|c| c.starts_with("Bearer ")),
+            "{path}"
+        );
+        assert!(origin.hits(path).is_empty(), "{path} reached the origin");
+    }
+    node.wait_log("rejected a token").await;
+}

@@ -369,3 +369,86 @@ async fn jwt_auth_lets_valid_hs256_and_rs256_tokens_through_and_refuses_the_rest
     }
     node.wait_log("rejected a token").await;
 }
+
+#[tokio::test]
+async fn api_aggregate_fetches_both_backends_at_once_and_merges_or_degrades() {
+    let origin = Origin::start().await;
+    let slow_json = |body: &str| Canned {
+        delay: std::time::Duration::from_millis(300),
+        ..Canned::ok(body, &[("content-type", "application/json")])
+    };
+    origin.set("/users/42", slow_json(r#"{"id":"42","name":"Ada"}"#));
+    origin.set("/orders", slow_json(r#"[{"id":1},{"id":2}]"#));
+    // Both backends are the same origin, so it can tell whether they overlapped.
+    let node = Node::start(&one_service(
+        &example("api_aggregate"),
+        "",
+        &[
+            ("users", format!("url = \"{}\"", origin.url())),
+            ("orders", format!("url = \"{}\"", origin.url())),
+        ],
+    ))
+    .await;
+
+    let whole = http1().get(node.url("/dashboard/42")).send().await.unwrap();
+    assert_eq!(whole.status(), 200);
+    assert!(whole.headers().get("x-partial").is_none());
+    let merged: serde_json::Value = serde_json::from_slice(&whole.bytes().await.unwrap()).unwrap();
+    assert_eq!(
+        merged,
+        serde_json::json!({"user": {"id": "42", "name": "Ada"}, "orders": [{"id": 1}, {"id": 2}]})
+    );
+    assert_eq!(origin.hits("/orders")[0].path_and_query, "/orders?user=42");
+    assert_eq!(
+        origin.most_concurrent(),
+        2,
+        "the two fetches did not overlap"
+    );
+
+    // User 99 is unknown to the origin (its answer is not JSON): the orders still show.
+    let partial = http1().get(node.url("/dashboard/99")).send().await.unwrap();
+    assert_eq!(partial.status(), 200);
+    assert_eq!(partial.headers()["x-partial"], "true");
+    let body: serde_json::Value = serde_json::from_slice(&partial.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["user"], serde_json::Value::Null);
+    assert!(
+        body["errors"]["user"]
+            .as_str()
+            .unwrap()
+            .contains("invalid JSON"),
+        "{body}"
+    );
+    assert_eq!(body["orders"], serde_json::json!([{"id": 1}, {"id": 2}]));
+
+    let bad_id = http1()
+        .get(node.url("/dashboard/a%2Fb"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        bad_id.status(),
+        404,
+        "an id that is not a plain token never reaches a backend"
+    );
+}
+
+#[tokio::test]
+async fn api_aggregate_answers_502_when_every_backend_fails() {
+    let nowhere = free_addr();
+    let node = Node::start(&one_service(
+        &example("api_aggregate"),
+        "",
+        &[
+            ("users", format!("url = \"http://{nowhere}\"")),
+            ("orders", format!("url = \"http://{nowhere}\"")),
+        ],
+    ))
+    .await;
+    let response = http1().get(node.url("/dashboard/1")).send().await.unwrap();
+    assert_eq!(response.status(), 502);
+    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert!(
+        body["errors"]["user"].is_string() && body["errors"]["orders"].is_string(),
+        "{body}"
+    );
+}

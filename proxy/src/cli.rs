@@ -64,6 +64,9 @@ pub struct ServeArgs {
         conflicts_with = "config"
     )]
     pub access_log: String,
+    /// Quick mode: a MaxMind-format database (.mmdb) guests look client locations up in.
+    #[arg(long, value_name = "PATH", requires = "guest")]
+    pub geo_db: Option<PathBuf>,
     /// Reload a guest whenever its .wasm file changes (for an edit-build-reload loop); a
     /// build that does not compile or link keeps the previous version serving.
     #[arg(long)]
@@ -96,6 +99,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let mut config = quick_config(guest, &args.backends, args.listen)?;
         config.metrics.listen = args.metrics;
         config.log.access = args.access_log.clone();
+        config.geo.database = args.geo_db.clone();
         config.validate()?;
         (config, None)
     } else {
@@ -174,6 +178,7 @@ pub fn quick_config(
     let mut config = Config {
         cache: Default::default(),
         admin: Default::default(),
+        geo: Default::default(),
         server: Default::default(),
         tls: None,
         runtime: Default::default(),

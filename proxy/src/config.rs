@@ -72,6 +72,9 @@ pub struct Config {
     /// The admin API (purge, health).
     #[serde(default)]
     pub admin: AdminConfig,
+    /// Client geolocation for guests.
+    #[serde(default)]
+    pub geo: GeoConfig,
     /// Where relative paths in this config are resolved from (the file's directory).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -159,6 +162,15 @@ pub struct AdminConfig {
     pub listen: Option<SocketAddr>,
     /// The bearer token every admin request must carry (`Authorization: Bearer …`).
     pub token: Option<String>,
+}
+
+/// Client geolocation: a MaxMind-format database guests look client IPs up in.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoConfig {
+    /// The `.mmdb` file (GeoLite2/GeoIP2 City or Country, or compatible), relative to this
+    /// config; guests get no locations when absent.
+    pub database: Option<PathBuf>,
 }
 
 /// Logging: the node's own log level and the JSON access log.
@@ -499,6 +511,7 @@ impl Config {
         if let Some(tls) = &self.tls {
             self.validate_tls(tls)?;
         }
+        self.validate_geo()?;
         let mut owners: BTreeMap<String, &str> = BTreeMap::new();
         for (name, service) in &self.services {
             let key = format!("services.{name}");
@@ -568,6 +581,20 @@ impl Config {
                     backend_name,
                     backend,
                 )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_geo(&self) -> Result<(), ConfigError> {
+        if let Some(database) = &self.geo.database {
+            let resolved = self.resolve(database);
+            if !resolved.is_file() {
+                return Err(self.invalid(
+                    "geo.database",
+                    format!("no file at {}", resolved.display()),
+                    "point it at a MaxMind-format .mmdb file (e.g. GeoLite2-City.mmdb), relative to this config, or remove [geo]",
+                ));
             }
         }
         Ok(())

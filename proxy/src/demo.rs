@@ -71,6 +71,7 @@ pub fn default_config(listen: SocketAddr, origin: SocketAddr) -> std::io::Result
     let mut config = Config {
         cache: Default::default(),
         admin: Default::default(),
+        geo: Default::default(),
         server: Default::default(),
         tls: None,
         runtime: Default::default(),

@@ -5,7 +5,8 @@
 //!   values are handed to the guest and never logged);
 //! - `outpost:edge/cache`: typed cache control;
 //! - `outpost:edge/request-info`: client IP, HTTP version, TLS, request id, POP name;
-//! - `outpost:edge/rate`: the node's rate counters ([`crate::counters`]), per service.
+//! - `outpost:edge/rate`: the node's rate counters ([`crate::counters`]), per service;
+//! - `outpost:edge/geo`: client geolocation ([`crate::geo`]), when the node has a database.
 //!
 //! `set-next-fetch` stores [`Overrides`] in the request's hooks; the next
 //! `outgoing-handler.handle` takes them (see [`crate::host`]). The simple value cache and
@@ -29,7 +30,7 @@ mod bindings {
 }
 
 use bindings::outpost::edge::cache::{FetchOptions, Host, Lookup};
-use bindings::outpost::edge::{config, rate, request_info};
+use bindings::outpost::edge::{config, geo, rate, request_info};
 
 /// Adds every Outpost import to `linker`, reaching the hooks through `hooks`.
 pub fn add_to_linker<T: Send + 'static>(
@@ -40,6 +41,7 @@ pub fn add_to_linker<T: Send + 'static>(
     bindings::outpost::edge::cache::add_to_linker::<T, HasSelf<EdgeHooks>>(linker, hooks)?;
     config::add_to_linker::<T, HasSelf<EdgeHooks>>(linker, hooks)?;
     rate::add_to_linker::<T, HasSelf<EdgeHooks>>(linker, hooks)?;
+    geo::add_to_linker::<T, HasSelf<EdgeHooks>>(linker, hooks)?;
     request_info::add_to_linker::<T, HasSelf<EdgeHooks>>(linker, hooks)
 }
 
@@ -67,6 +69,30 @@ impl rate::Host for EdgeHooks {
             u64::from(delta),
             Duration::from_millis(window_ms),
         )
+    }
+}
+
+impl geo::Host for EdgeHooks {
+    async fn lookup(&mut self, ip: Option<String>) -> Option<geo::Location> {
+        let db = self.grants().geo.as_ref()?;
+        let ip = match ip {
+            Some(text) => text.trim().parse().ok()?,
+            None => self.info().client_ip?,
+        };
+        let found = db.lookup(ip)?;
+        Some(geo::Location {
+            country_code: found.country_code,
+            country_name: found.country_name,
+            continent_code: found.continent_code,
+            region: found.region,
+            city: found.city,
+            postal_code: found.postal_code,
+            latitude: found.latitude,
+            longitude: found.longitude,
+            time_zone: found.time_zone,
+            asn: found.asn,
+            as_org: found.as_org,
+        })
     }
 }
 

@@ -56,6 +56,8 @@ pub struct Grants {
     pub dynamic: DynamicBackends,
     /// The node's rate counters (keyed per service).
     pub counters: Arc<crate::counters::Counters>,
+    /// The node's geolocation database, when configured.
+    pub geo: Option<Arc<crate::geo::GeoDb>>,
 }
 
 /// Backends made on demand for hosts on the service's `dynamic_backends` allow-list: the

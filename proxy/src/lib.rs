@@ -6,7 +6,7 @@
 //! and routes by Host; [`runtime`] instantiates the service's guest in a fresh, limited
 //! wasmtime store; the guest's outgoing requests pass through [`host`], which allows only
 //! the service's named [`backend`]s, and [`guest_api`] offers Outpost's own imports (cache
-//! control, config store, request info, [`counters`]). [`config`] is the file format and its validation,
+//! control, config store, request info, [`counters`], [`geo`]). [`config`] is the file format and its validation,
 //! [`node`] assembles the pieces, [`cli`] is the command line and [`demo`] the built-in
 //! default that `outpost serve` starts with no arguments.
 
@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod counters;
 pub mod demo;
+pub mod geo;
 pub mod guest_api;
 pub mod host;
 pub mod metrics;

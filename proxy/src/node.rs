@@ -21,6 +21,7 @@ use crate::backend::{Backend, BackendError};
 use crate::cache::{CacheSettings, EdgeCache};
 use crate::config::{Config, normalize_domain};
 use crate::counters::Counters;
+use crate::geo::{GeoDb, GeoError};
 use crate::host::{DynamicBackends, Grants, ServiceStores};
 use crate::metrics::{Metrics, MetricsEndpoint};
 use crate::runtime::{Guest, Runtime, RuntimeError};
@@ -52,6 +53,9 @@ pub enum NodeError {
     /// Certificates could not be loaded.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The geolocation database could not be loaded.
+    #[error(transparent)]
+    Geo(#[from] GeoError),
     /// The access log could not be opened.
     #[error("log.access: cannot open `{target}`: {source}")]
     AccessLog {
@@ -93,6 +97,10 @@ impl Node {
         let cache = (config.cache.memory.as_u64() > 0)
             .then(|| EdgeCache::new(CacheSettings::from(&config.cache), metrics.cache()));
         let counters = Arc::new(Counters::new(COUNTED_ENTRIES));
+        let geo = match &config.geo.database {
+            Some(path) => Some(Arc::new(GeoDb::open(&config.resolve(path))?)),
+            None => None,
+        };
         let mut router = Router::default();
         let mut guests = Vec::new();
         for (name, service_config) in &config.services {
@@ -135,6 +143,7 @@ impl Node {
                         metrics.clone(),
                     ),
                     counters: counters.clone(),
+                    geo: geo.clone(),
                 }),
                 server_timing: service_config.server_timing,
                 metrics: metrics.service(name),

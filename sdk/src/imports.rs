@@ -1,6 +1,6 @@
 //! Bindings for Outpost's own imports (`sdk/wit`, world `imports`), which the public
 //! modules wrap: [`crate::cache`], [`crate::config`], [`crate::request_info`],
-//! [`crate::rate`].
+//! [`crate::rate`], [`crate::geo`].
 
 mod bindings {
     wit_bindgen::generate!({
@@ -9,4 +9,4 @@ mod bindings {
     });
 }
 
-pub(crate) use bindings::outpost::edge::{cache, config, rate, request_info};
+pub(crate) use bindings::outpost::edge::{cache, config, geo, rate, request_info};

@@ -38,6 +38,8 @@
 //! - [`config::get`] and [`config::secret`] read the service's settings from the node config.
 //! - [`rate::RateLimiter`] counts requests per client (or any key) over a sliding window
 //!   for rate limiting at the edge; [`rate::increment`] is the raw counter.
+//! - [`geo::client_location`] says where the client is (country, region, city,
+//!   coordinates, time zone, network) when the operator configured a geo database.
 //! - [`request_info`] tells the client IP, HTTP version, TLS details, request id and POP.
 //! - [`info!`], [`warn!`], [`error!`] and [`debug!`] log into the node's log, tagged with
 //!   the service and request id.
@@ -51,6 +53,7 @@ mod body;
 pub mod cache;
 pub mod config;
 mod error;
+pub mod geo;
 mod imports;
 mod info;
 pub mod log;

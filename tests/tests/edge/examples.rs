@@ -212,15 +212,7 @@ async fn rate_limit_turns_a_client_away_past_its_limit_and_counts_clients_apart(
     ))
     .await;
     // Two clients on different loopback addresses.
-    let from = |ip: [u8; 4]| {
-        reqwest::Client::builder()
-            .http1_only()
-            .no_proxy()
-            .local_address(std::net::IpAddr::from(ip))
-            .build()
-            .unwrap()
-    };
-    let (first, second) = (from([127, 0, 0, 1]), from([127, 0, 0, 2]));
+    let (first, second) = (http1_from(1), http1_from(2));
     for remaining in ["2", "1", "0"] {
         let ok = first.get(node.url("/r")).send().await.unwrap();
         assert_eq!(ok.status(), 200);
@@ -451,4 +443,57 @@ async fn api_aggregate_answers_502_when_every_backend_fails() {
         body["errors"]["user"].is_string() && body["errors"]["orders"].is_string(),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn geo_redirect_sends_home_page_visitors_to_their_country_site() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("city.mmdb");
+    write_geo_database(&database);
+    let origin = Origin::start().await;
+    let config = one_service(
+        &example("geo_redirect"),
+        r#"config = { "country:DE" = "/de/", "country:US" = "https://us.example.com/" }"#,
+        &[("origin", format!("url = \"{}\"", origin.url()))],
+    )
+    .replace(
+        "[services.svc]",
+        &format!(
+            "[geo]\ndatabase = {}\n\n[services.svc]",
+            toml_path(&database)
+        ),
+    );
+    let node = Node::start(&config).await;
+    // Clients on three loopback addresses: Berlin, New York, and one the database lacks.
+    let (germany, usa, unknown) = (http1_from(1), http1_from(2), http1_from(3));
+
+    let to_de = germany.get(node.url("/?utm=mail")).send().await.unwrap();
+    assert_eq!(to_de.status(), 302);
+    assert_eq!(to_de.headers()["location"], "/de/?utm=mail");
+    assert_eq!(to_de.headers()["cache-control"], "private, no-store");
+    let to_us = usa.get(node.url("/")).send().await.unwrap();
+    assert_eq!(to_us.headers()["location"], "https://us.example.com/");
+    assert!(
+        origin.hits("/").is_empty(),
+        "redirects are answered at the edge"
+    );
+
+    // Other pages, opted-out visitors and unknown places reach the origin, told the country.
+    let page = germany.get(node.url("/de/news")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(
+        origin.hits("/de/news")[0].header("x-client-country"),
+        Some("DE")
+    );
+    let stayed = usa
+        .get(node.url("/"))
+        .header("cookie", "theme=dark; geo_redirect=off")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stayed.status(), 200, "the opt-out cookie is honoured");
+    assert_eq!(origin.hits("/")[0].header("x-client-country"), Some("US"));
+    let nowhere = unknown.get(node.url("/")).send().await.unwrap();
+    assert_eq!(nowhere.status(), 200);
+    assert_eq!(origin.hits("/")[1].header("x-client-country"), Some("XX"));
 }

@@ -440,3 +440,67 @@ async fn dynamic_backends_reach_only_allow_listed_hosts() {
     );
     node.wait_log("dynamic hosts allowed: 127.0.0.1").await;
 }
+
+#[tokio::test]
+async fn guests_locate_clients_and_addresses_in_the_configured_geo_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("test-city.mmdb");
+    write_geo_database(&database);
+    let config = one_service(&test_guest("stores"), "", &[]).replace(
+        "[services.svc]",
+        &format!(
+            "[geo]\ndatabase = {}\n\n[services.svc]",
+            toml_path(&database)
+        ),
+    );
+    let node = Node::start(&config).await;
+
+    let berlin = get_text(&node.url("/geo")).await;
+    for field in [
+        r#"country_code: Some("DE")"#,
+        r#"country_name: Some("Germany")"#,
+        r#"continent_code: Some("EU")"#,
+        r#"region: Some("BE")"#,
+        r#"city: Some("Berlin")"#,
+        r#"postal_code: Some("10115")"#,
+        "latitude: Some(52.52)",
+        "longitude: Some(13.405)",
+        r#"time_zone: Some("Europe/Berlin")"#,
+        "asn: Some(64500)",
+        r#"as_org: Some("Example Net")"#,
+    ] {
+        assert!(berlin.contains(field), "{field} missing from {berlin}");
+    }
+    let france = get_text(&node.url("/geo?ip=203.0.113.9")).await;
+    assert!(
+        france.contains(r#"country_code: Some("FR")"#) && france.contains("city: None"),
+        "{france}"
+    );
+    assert_eq!(get_text(&node.url("/geo?ip=198.51.100.1")).await, "nowhere");
+
+    // Without a database there is no location, and nothing fails.
+    let plain = Node::start(&one_service(&test_guest("stores"), "", &[])).await;
+    assert_eq!(get_text(&plain.url("/geo")).await, "nowhere");
+}
+
+#[test]
+fn a_missing_geo_database_is_a_config_error_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("outpost.toml");
+    std::fs::write(
+        &config,
+        one_service(&test_guest("stores"), "", &[])
+            .replace("{listen}", "127.0.0.1:1")
+            .replace(
+                "[services.svc]",
+                "[geo]\ndatabase = \"nope.mmdb\"\n\n[services.svc]",
+            ),
+    )
+    .unwrap();
+    let (ok, output) = run_cli(&["check", "--config", config.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        output.contains("geo.database") && output.contains("nope.mmdb"),
+        "{output}"
+    );
+}

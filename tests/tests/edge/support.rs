@@ -510,6 +510,19 @@ pub fn http1() -> reqwest::Client {
         .unwrap()
 }
 
+/// An HTTP/1.1 client connecting from the loopback address `127.0.0.LAST` (so tests can
+/// play several clients), not following redirects.
+pub fn http1_from(last: u8) -> reqwest::Client {
+    install_crypto();
+    reqwest::Client::builder()
+        .http1_only()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(std::net::IpAddr::from([127, 0, 0, last]))
+        .build()
+        .unwrap()
+}
+
 /// GETs `url` over HTTP/1.1 and returns the body as text.
 pub async fn get_text(url: &str) -> String {
     http1().get(url).send().await.unwrap().text().await.unwrap()
@@ -555,4 +568,51 @@ pub fn run_cli(args: &[&str]) -> (bool, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), text)
+}
+
+/// Writes a small MaxMind-format City database to `path`: 127.0.0.1 is in Berlin (with an
+/// ASN), 127.0.0.2 in New York, 203.0.113.0/24 in France (country only); nothing else.
+pub fn write_geo_database(path: &Path) {
+    use maxminddb_writer::Database;
+    use maxminddb_writer::metadata::IpVersion;
+    use maxminddb_writer::paths::IpAddrWithMask;
+    let mut db = Database::default();
+    db.metadata.ip_version = IpVersion::V4;
+    db.metadata.binary_format_major_version = 2;
+    db.metadata.database_type = "Outpost-Test-City".into();
+    db.metadata.languages = vec!["en".into()];
+    let records = [
+        (
+            "127.0.0.1/32",
+            serde_json::json!({
+                "continent": {"code": "EU"},
+                "country": {"iso_code": "DE", "names": {"en": "Germany", "de": "Deutschland"}},
+                "subdivisions": [{"iso_code": "BE"}],
+                "city": {"names": {"en": "Berlin"}},
+                "postal": {"code": "10115"},
+                "location": {"latitude": 52.52, "longitude": 13.405, "time_zone": "Europe/Berlin"},
+                "autonomous_system_number": 64500,
+                "autonomous_system_organization": "Example Net"
+            }),
+        ),
+        (
+            "127.0.0.2/32",
+            serde_json::json!({
+                "continent": {"code": "NA"},
+                "country": {"iso_code": "US", "names": {"en": "United States"}},
+                "city": {"names": {"en": "New York"}},
+                "location": {"latitude": 40.71, "longitude": -74.0, "time_zone": "America/New_York"}
+            }),
+        ),
+        (
+            "203.0.113.0/24",
+            serde_json::json!({"country": {"iso_code": "FR", "names": {"en": "France"}}}),
+        ),
+    ];
+    for (network, record) in records {
+        let data = db.insert_value(record).unwrap();
+        db.insert_node(network.parse::<IpAddrWithMask>().unwrap(), data);
+    }
+    let file = std::fs::File::create(path).unwrap();
+    db.write_to(std::io::BufWriter::new(file)).unwrap();
 }

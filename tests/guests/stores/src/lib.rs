@@ -1,7 +1,7 @@
 //! Reads the service's stores: `/config/KEY` answers the config value, `/secret/KEY`
 //! answers whether the secret matches the `x-token` request header (never the secret
 //! itself), and logs the secret's Debug form to prove it is redacted; `/info` answers the
-//! request info.
+//! request info; `/geo` the client's location and `/geo?ip=IP` that address's.
 
 use outpost::{Error, Request, Response, config};
 
@@ -32,6 +32,19 @@ fn main(req: Request) -> Result<Response, Error> {
             info.request_id,
             info.pop
         )));
+    }
+    if path == "/geo" {
+        let location = match req.query().and_then(|q| q.strip_prefix("ip=")) {
+            Some(ip) => match ip.parse() {
+                Ok(ip) => outpost::geo::lookup(ip),
+                Err(_) => return Ok(Response::from_status(400)),
+            },
+            None => outpost::geo::client_location(),
+        };
+        return Ok(Response::text(match location {
+            Some(l) => format!("{l:?}"),
+            None => "nowhere".to_owned(),
+        }));
     }
     Ok(Response::from_status(404))
 }

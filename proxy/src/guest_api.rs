@@ -51,8 +51,9 @@ impl request_info::Host for EdgeHooks {
         request_info::Info {
             client_ip: info.client_ip.map(|ip| ip.to_string()),
             http_version: info.http_version.to_owned(),
-            tls_protocol: info.tls.as_ref().map(|(protocol, _)| protocol.clone()),
-            tls_cipher: info.tls.as_ref().map(|(_, cipher)| cipher.clone()),
+            tls_protocol: info.tls.as_ref().map(|t| t.protocol.clone()),
+            tls_cipher: info.tls.as_ref().map(|t| t.cipher.clone()),
+            tls_sni: info.tls.as_ref().and_then(|t| t.sni.clone()),
             request_id: self.request_id().to_owned(),
             pop: info.pop.to_string(),
         }

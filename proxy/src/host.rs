@@ -34,10 +34,21 @@ pub struct RequestInfo {
     pub client_ip: Option<std::net::IpAddr>,
     /// `HTTP/1.1` or `HTTP/2`.
     pub http_version: &'static str,
-    /// TLS protocol and cipher, when over TLS.
-    pub tls: Option<(String, String)>,
+    /// TLS details, when over TLS.
+    pub tls: Option<TlsInfo>,
     /// The node's POP name.
     pub pop: Arc<str>,
+}
+
+/// The TLS session a request arrived on.
+#[derive(Debug, Default, Clone)]
+pub struct TlsInfo {
+    /// Protocol version, e.g. `TLSv1_3`.
+    pub protocol: String,
+    /// Cipher suite.
+    pub cipher: String,
+    /// The server name the client asked for (SNI), if it sent one.
+    pub sni: Option<String>,
 }
 
 /// What a service grants each of its guests' requests; built once per service.

@@ -26,7 +26,7 @@ use crate::host::{DynamicBackends, Grants, ServiceStores};
 use crate::metrics::{Metrics, MetricsEndpoint};
 use crate::runtime::{Guest, Runtime, RuntimeError};
 use crate::server::{CountedConnections, EdgeApp, Router, Service};
-use crate::tls::{SniResolver, TlsError};
+use crate::tls::{RecordSni, SniResolver, TlsError};
 
 /// Anything that stops a node from starting.
 #[derive(Debug, thiserror::Error)]
@@ -252,8 +252,8 @@ impl Node {
         }
         if let (Some(tls), Some(sni)) = (&self.config.tls, &self.sni) {
             for addr in &tls.listen {
-                let mut settings =
-                    TlsSettings::intermediate("", "").expect("TLS settings without files");
+                let mut settings = TlsSettings::with_callbacks(Box::new(RecordSni))
+                    .expect("TLS settings without files");
                 settings.set_cert_resolver(sni.clone());
                 settings.enable_h2();
                 service.add_tls_with_settings(&addr.to_string(), None, settings);

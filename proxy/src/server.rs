@@ -32,9 +32,10 @@ use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 use crate::access_log::{AccessLog, AccessRecord};
 use crate::backend::strip_hop_by_hop;
 use crate::config::{LimitsConfig, ServerConfig};
-use crate::host::{EdgeHooks, FetchStats, Grants, RequestInfo};
+use crate::host::{EdgeHooks, FetchStats, Grants, RequestInfo, TlsInfo};
 use crate::metrics::{Metrics, ServiceMetrics};
 use crate::runtime::{Guest, GuestDone, GuestFailure, GuestResponse, Runtime};
+use crate::tls::ClientSni;
 
 /// The response header that carries the request id.
 pub const REQUEST_ID_HEADER: &str = "x-outpost-request-id";
@@ -266,7 +267,11 @@ impl EdgeApp {
                 tls: session
                     .digest()
                     .and_then(|d| d.ssl_digest.as_ref())
-                    .map(|t| (t.version.to_string(), t.cipher.to_string())),
+                    .map(|t| TlsInfo {
+                        protocol: t.version.to_string(),
+                        cipher: t.cipher.to_string(),
+                        sni: t.extension.get::<ClientSni>().map(|s| s.0.clone()),
+                    }),
                 pop: self.pop.clone(),
             },
             ex.fetches.clone(),

@@ -148,3 +148,23 @@ fn load_certified_key(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey,
     })?;
     Ok(certified)
 }
+
+/// The server name a TLS client asked for, kept on the connection for guests
+/// (request info's `tls-sni`). pingora's digest does not carry it; its handshake callback
+/// can attach it.
+#[derive(Debug, Clone)]
+pub struct ClientSni(pub String);
+
+/// The handshake callback that records [`ClientSni`] on each TLS connection.
+pub struct RecordSni;
+
+#[async_trait::async_trait]
+impl pingora_core::listeners::TlsAccept for RecordSni {
+    async fn handshake_complete_callback(
+        &self,
+        tls: &pingora_core::protocols::tls::TlsRef,
+    ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        let name = tls.server_name()?;
+        Some(Arc::new(ClientSni(name.to_owned())))
+    }
+}

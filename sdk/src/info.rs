@@ -1,5 +1,5 @@
 //! What the node knows about the current request beyond its HTTP message: the client's IP,
-//! the HTTP version, TLS details, the request id and the POP that served it.
+//! the HTTP version, TLS details (protocol, cipher, SNI), the request id and the POP that served it.
 
 use std::net::IpAddr;
 
@@ -14,6 +14,8 @@ pub struct RequestInfo {
     pub tls_protocol: Option<String>,
     /// The TLS cipher suite when the request came over TLS.
     pub tls_cipher: Option<String>,
+    /// The server name the client asked for in its TLS handshake (SNI), if it sent one.
+    pub tls_sni: Option<String>,
     /// The id in the node's logs and in the `x-outpost-request-id` response header.
     pub request_id: String,
     /// The node's POP name (`server.pop` in the node config).
@@ -35,6 +37,7 @@ pub fn request_info() -> RequestInfo {
         http_version: info.http_version,
         tls_protocol: info.tls_protocol,
         tls_cipher: info.tls_cipher,
+        tls_sni: info.tls_sni,
         request_id: info.request_id,
         pop: info.pop,
     }

@@ -408,7 +408,7 @@ async fn guests_learn_client_ip_version_request_id_and_pop() {
     let text = response.text().await.unwrap();
     assert_eq!(
         text,
-        format!("ip=127.0.0.1 version=HTTP/1.1 tls=- id={id} pop=ams-1")
+        format!("ip=127.0.0.1 version=HTTP/1.1 tls=- sni=- id={id} pop=ams-1")
     );
     let h2 = h2c().get(node.url("/info")).send().await.unwrap();
     assert!(h2.text().await.unwrap().contains("version=HTTP/2"));

@@ -251,3 +251,54 @@ guest = {}
     }
     drop(node);
 }
+
+#[tokio::test]
+async fn guests_learn_the_tls_protocol_and_the_sni_name_the_client_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pem, key, _) = certificate(&["*.shop.test"]);
+    std::fs::write(dir.path().join("c.pem"), &pem).unwrap();
+    std::fs::write(dir.path().join("c.key"), &key).unwrap();
+    let (plain, tls) = (free_addr(), free_addr());
+    let config = format!(
+        "[server]\nlisten = [\"{plain}\"]\n\n[tls]\nlisten = [\"{tls}\"]\n\n[[tls.certificates]]\ndomains = [\"*.shop.test\"]\ncert = {}\nkey = {}\n\n[services.svc]\ndomains = [\"*\"]\nguest = {}\n",
+        toml_path(&dir.path().join("c.pem")),
+        toml_path(&dir.path().join("c.key")),
+        toml_path(&test_guest("stores")),
+    );
+    let _node = Node::start_on(plain, &config, &[plain, tls]).await;
+    install_crypto();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap())
+        .unwrap();
+    let client = reqwest::Client::builder()
+        .use_preconfigured_tls(
+            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+        )
+        .resolve("eu.shop.test", tls)
+        .no_proxy()
+        .build()
+        .unwrap();
+    let text = client
+        .get(format!("https://eu.shop.test:{}/info", tls.port()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("tls=TLSv1_3") || text.contains("tls=TLSv1.3"),
+        "{text}"
+    );
+    assert!(text.contains("sni=eu.shop.test"), "{text}");
+    // Plain HTTP on the same node has neither.
+    let plain_text = get_text(&format!("http://{plain}/info")).await;
+    assert!(plain_text.contains("tls=- sni=-"), "{plain_text}");
+}

@@ -25,10 +25,11 @@ fn main(req: Request) -> Result<Response, Error> {
     if path == "/info" {
         let info = outpost::request_info();
         return Ok(Response::text(format!(
-            "ip={} version={} tls={} id={} pop={}",
+            "ip={} version={} tls={} sni={} id={} pop={}",
             info.client_ip.map_or("-".into(), |ip| ip.to_string()),
             info.http_version,
             info.tls_protocol.as_deref().unwrap_or("-"),
+            info.tls_sni.as_deref().unwrap_or("-"),
             info.request_id,
             info.pop
         )));

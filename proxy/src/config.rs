@@ -386,6 +386,19 @@ impl Config {
         Ok(config)
     }
 
+    /// Parses and validates config text that did not come from a file (tools and the
+    /// test harness); relative paths resolve from `base_dir`, errors name `source`.
+    pub fn from_toml(text: &str, source: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: PathBuf::from(source),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        config.base_dir = base_dir.to_owned();
+        config.source = source.to_owned();
+        config.validate()?;
+        Ok(config)
+    }
+
     /// Resolves a path from the config against the config file's directory.
     pub fn resolve(&self, path: &Path) -> PathBuf {
         if path.is_absolute() {

@@ -226,6 +226,25 @@ impl Node {
             .expect("starting the guest watcher thread");
     }
 
+    /// The service named `name` (for tools that run guests without listeners, such as the
+    /// `outpost-test` harness).
+    pub fn service(&self, name: &str) -> Option<Arc<Service>> {
+        self.guests
+            .iter()
+            .find(|(service, _)| &*service.name == name)
+            .map(|(service, _)| service.clone())
+    }
+
+    /// The engine every guest runs in.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.clone()
+    }
+
+    /// The edge cache, when the node has one.
+    pub fn cache(&self) -> Option<Arc<EdgeCache>> {
+        self.cache.clone()
+    }
+
     /// Whether guests run from the pooling allocator (false after a fallback).
     pub fn is_pooling(&self) -> bool {
         self.runtime.is_pooling()

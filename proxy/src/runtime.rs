@@ -349,6 +349,20 @@ impl Runtime {
     }
 }
 
+/// The level of one line of guest output: the SDK's log macros tag lines (`[warn] ...`);
+/// untagged output is `info`. Returns the level and the line without its tag.
+pub fn guest_log_level(line: &str) -> (tracing::Level, &str) {
+    [
+        ("[error] ", tracing::Level::ERROR),
+        ("[warn] ", tracing::Level::WARN),
+        ("[info] ", tracing::Level::INFO),
+        ("[debug] ", tracing::Level::DEBUG),
+    ]
+    .into_iter()
+    .find_map(|(tag, level)| line.strip_prefix(tag).map(|rest| (level, rest)))
+    .unwrap_or((tracing::Level::INFO, line))
+}
+
 /// What a finished guest left behind.
 #[derive(Debug)]
 pub struct GuestDone {

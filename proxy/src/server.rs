@@ -527,16 +527,7 @@ fn guest_failed(service: &Service, ex: &Exchange, failure: &GuestFailure, done: 
 fn log_guest_output(service: &str, request_id: &str, stdout: &str, stderr: &str) {
     for (stream, text) in [("stdout", stdout), ("stderr", stderr)] {
         for line in text.lines() {
-            // The SDK's log macros tag lines with their level; untagged output is `info`.
-            let (level, line) = [
-                ("[error] ", tracing::Level::ERROR),
-                ("[warn] ", tracing::Level::WARN),
-                ("[info] ", tracing::Level::INFO),
-                ("[debug] ", tracing::Level::DEBUG),
-            ]
-            .into_iter()
-            .find_map(|(tag, level)| line.strip_prefix(tag).map(|rest| (level, rest)))
-            .unwrap_or((tracing::Level::INFO, line));
+            let (level, line) = crate::runtime::guest_log_level(line);
             macro_rules! guest_line {
                 ($level:expr) => {
                     tracing::event!(target: "outpost::guest", $level, service = %service, request_id = %request_id, stream, "{line}")

@@ -985,11 +985,17 @@ impl EdgeCache {
 
     /// Updates the stored bytes/objects gauges (moka's counts settle on maintenance).
     pub fn update_gauges(&self) {
+        let (bytes, objects) = self.usage();
+        self.metrics.set_size(bytes, objects);
+    }
+
+    /// Bytes and objects stored now, HTTP variants and simple-cache values alike.
+    pub fn usage(&self) -> (u64, u64) {
         self.store.run_pending_tasks();
-        self.metrics.set_size(
+        (
             self.store.weighted_size(),
             self.store.iter().map(|(_, v)| v.objects.len() as u64).sum(),
-        );
+        )
     }
 }
 

@@ -212,6 +212,53 @@ impl Request {
     /// # Ok::<(), outpost::Error>(())
     /// ```
     pub fn send_async(self, backend: &str) -> Result<PendingRequest, Error> {
+        self.dispatch(Scheme::Http, backend)
+    }
+
+    /// Sends the request to the absolute URL in its URI (`https://api.example.com/v1/x`),
+    /// scheme, host and port included, and waits for the response head. The host must be
+    /// on the service's `dynamic_backends` allow-list; anything else fails with
+    /// [`ErrorKind::BackendNotAllowed`]. HTTPS origins are verified against the web PKI.
+    ///
+    /// ```no_run
+    /// let weather = outpost::Request::get("https://api.weather.example/v1/today").send_dynamic()?;
+    /// # Ok::<(), outpost::Error>(())
+    /// ```
+    pub fn send_dynamic(self) -> Result<Response, Error> {
+        self.send_dynamic_async()?.wait()
+    }
+
+    /// [`Request::send_dynamic`] without waiting, for [`select`] and [`join_all`].
+    ///
+    /// ```no_run
+    /// let a = outpost::Request::get("https://a.example/x").send_dynamic_async()?;
+    /// let b = outpost::Request::get("https://b.example/y").send_dynamic_async()?;
+    /// let both = outpost::join_all(vec![a, b]);
+    /// # Ok::<(), outpost::Error>(())
+    /// ```
+    pub fn send_dynamic_async(self) -> Result<PendingRequest, Error> {
+        let uri = self.uri.clone();
+        let invalid = |why: &str| {
+            Error::of_kind(
+                ErrorKind::Invalid,
+                format!("`{uri}` cannot be sent to a dynamic backend: {why}"),
+            )
+        };
+        let scheme = match uri.scheme_str() {
+            Some("https") => Scheme::Https,
+            Some("http") => Scheme::Http,
+            _ => return Err(invalid("it needs an http:// or https:// URL")),
+        };
+        let authority = uri
+            .authority()
+            .ok_or_else(|| invalid("it has no host"))?
+            .as_str()
+            .to_owned();
+        self.dispatch(scheme, &authority)
+    }
+
+    /// Sends to `authority` (a backend name or a dynamic host) over `scheme`.
+    fn dispatch(self, scheme: Scheme, backend: &str) -> Result<PendingRequest, Error> {
         let Request {
             method,
             uri,
@@ -238,7 +285,7 @@ impl Request {
             .set_method(&to_wasi_method(&method))
             .map_err(|()| invalid("method"))?;
         request
-            .set_scheme(Some(&Scheme::Http))
+            .set_scheme(Some(&scheme))
             .map_err(|()| invalid("scheme"))?;
         request
             .set_authority(Some(backend))

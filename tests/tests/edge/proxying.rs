@@ -439,6 +439,30 @@ async fn dynamic_backends_reach_only_allow_listed_hosts() {
         "only the allowed fetch reached the origin"
     );
     node.wait_log("dynamic hosts allowed: 127.0.0.1").await;
+
+    // An absolute URL carries its scheme: plain HTTP reaches the origin; HTTPS makes the node
+    // open TLS, which this plain-HTTP origin cannot speak, so the request never arrives.
+    let by_url =
+        get_text(&node.url(&format!("/dynamic-url?url=http://127.0.0.1:{port}/dyn-url"))).await;
+    assert_eq!(by_url, "origin saw GET /dyn-url\n");
+    let tls = http1()
+        .get(node.url(&format!(
+            "/dynamic-url?url=https://127.0.0.1:{port}/dyn-tls"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tls.status(), 502);
+    assert!(
+        origin.hits("/dyn-tls").is_empty(),
+        "https was sent as plain HTTP"
+    );
+    let odd = http1()
+        .get(node.url("/dynamic-url?url=ftp://127.0.0.1/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(odd.text().await.unwrap(), "Invalid");
 }
 
 #[tokio::test]

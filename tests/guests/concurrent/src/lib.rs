@@ -1,6 +1,7 @@
 //! Concurrent fetches with the SDK: `/both` sends two slow requests at once and joins them;
 //! `/race` sends a slow and a fast one and answers with the path of whichever came first;
-//! `/dynamic?to=HOST:PORT` fetches `/dyn` from a host that is not a configured backend.
+//! `/dynamic?to=HOST:PORT` fetches `/dyn` from a host that is not a configured backend;
+//! `/dynamic-url?url=URL` fetches an absolute URL (scheme included) the same way.
 
 use outpost::{Error, Request, Response, join_all, select};
 
@@ -36,6 +37,19 @@ fn main(req: Request) -> Result<Response, Error> {
                 .and_then(|q| q.strip_prefix("to="))
                 .unwrap_or("");
             match Request::get("/dyn").send(to) {
+                Ok(response) => Ok(response),
+                Err(error) => {
+                    Ok(Response::text(format!("{:?}", error.kind())).with_status(error.status()))
+                }
+            }
+        }
+        // `?url=URL` fetches an absolute URL, scheme included.
+        "/dynamic-url" => {
+            let url = req
+                .query()
+                .and_then(|q| q.strip_prefix("url="))
+                .unwrap_or("");
+            match Request::get(url).send_dynamic() {
                 Ok(response) => Ok(response),
                 Err(error) => {
                     Ok(Response::text(format!("{:?}", error.kind())).with_status(error.status()))

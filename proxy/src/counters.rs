@@ -5,12 +5,14 @@
 //! window from them (the previous bucket weighted by how much of it the window still
 //! covers), the way Cloudflare's and nginx-style limiters do: constant memory per entry,
 //! no timestamps per event. Counts are per node, like Fastly's per-POP rate counters.
-//! Entries live in a bounded moka cache and expire two windows after their last event,
-//! so a flood of distinct entries costs bounded memory and evicts the least used.
+//! Entries live in a bounded moka cache and expire two windows after their last event
+//! (after that they could only count 0), so a flood of distinct entries costs bounded
+//! memory and evicts the least used.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use moka::Expiry;
 use moka::sync::Cache;
 
 /// Identifies one counted entry: service, counter name, window length and entry.
@@ -56,6 +58,25 @@ impl Buckets {
     }
 }
 
+/// Forgets an entry two of its windows after its last event.
+struct TwoWindows;
+
+impl Expiry<CounterKey, Buckets> for TwoWindows {
+    fn expire_after_create(&self, key: &CounterKey, _: &Buckets, _: Instant) -> Option<Duration> {
+        Some(Duration::from_millis(key.window_ms.saturating_mul(2)))
+    }
+
+    fn expire_after_update(
+        &self,
+        key: &CounterKey,
+        _: &Buckets,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(Duration::from_millis(key.window_ms.saturating_mul(2)))
+    }
+}
+
 /// The node's rate counters, shared by all services (keys are per service).
 pub struct Counters {
     entries: Cache<CounterKey, Buckets>,
@@ -68,7 +89,7 @@ impl Counters {
         Self {
             entries: Cache::builder()
                 .max_capacity(max_entries)
-                .time_to_idle(Duration::from_secs(2 * MAX_WINDOW_SECS))
+                .expire_after(TwoWindows)
                 .build(),
             epoch: Instant::now(),
         }

@@ -67,8 +67,8 @@ pub enum NodeError {
 }
 
 /// How many rate-counter entries (service, counter, client) the node keeps at most; the
-/// least used beyond that are evicted. About 100 bytes each.
-const COUNTED_ENTRIES: u64 = 1_000_000;
+/// least used beyond that are evicted. A couple of hundred bytes each.
+const COUNTED_ENTRIES: u64 = 200_000;
 
 /// A node ready to serve: everything compiled and loaded, no socket open yet.
 pub struct Node {

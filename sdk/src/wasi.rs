@@ -59,11 +59,7 @@ impl IncomingStream {
                 Ok(chunk) if chunk.is_empty() => continue,
                 Ok(chunk) => return Ok(Some(Bytes::from(chunk))),
                 Err(StreamError::Closed) => {
-                    // The stream is the body's child: it goes first.
-                    self.stream = None;
-                    if let Some(body) = self.body.take() {
-                        drop(IncomingBody::finish(body));
-                    }
+                    self.end();
                     return Ok(None);
                 }
                 Err(StreamError::LastOperationFailed(e)) => {
@@ -78,6 +74,15 @@ impl IncomingStream {
 }
 
 impl IncomingStream {
+    /// Releases the stream and then its body (the stream is the body's child: it goes
+    /// first), once the body has ended.
+    fn end(&mut self) {
+        self.stream = None;
+        if let Some(body) = self.body.take() {
+            drop(IncomingBody::finish(body));
+        }
+    }
+
     /// Moves the next chunk straight to `out` inside the host (no copy through guest
     /// memory); `None` at the end of the body, else how many bytes moved.
     pub(crate) fn splice_to(&mut self, out: &OutputStream, max: u64) -> Result<Option<u64>, Error> {
@@ -90,10 +95,7 @@ impl IncomingStream {
                 Ok(n) => return Ok(Some(n)),
                 // The input ended (or the client left, which the flush after reports).
                 Err(StreamError::Closed) => {
-                    self.stream = None;
-                    if let Some(body) = self.body.take() {
-                        drop(IncomingBody::finish(body));
-                    }
+                    self.end();
                     return Ok(None);
                 }
                 Err(StreamError::LastOperationFailed(e)) => {

@@ -17,7 +17,11 @@ use serde_json::{Map, Value, json};
 
 #[outpost::main]
 fn main(req: Request) -> Result<Response, Error> {
-    let Some(id) = req.path().strip_prefix("/dashboard/").filter(|id| valid_id(id)) else {
+    let Some(id) = req
+        .path()
+        .strip_prefix("/dashboard/")
+        .filter(|id| valid_id(id))
+    else {
         return Ok(Response::text("try /dashboard/ID\n").with_status(StatusCode::NOT_FOUND));
     };
     let parts = [
@@ -53,7 +57,10 @@ fn main(req: Request) -> Result<Response, Error> {
     };
     let partial = !errors.is_empty();
     if partial {
-        outpost::warn!("dashboard {id} is partial: {}", Value::Object(errors.clone()));
+        outpost::warn!(
+            "dashboard {id} is partial: {}",
+            Value::Object(errors.clone())
+        );
         merged.insert("errors".to_owned(), Value::Object(errors));
     }
     let mut response = Response::new()

@@ -24,7 +24,9 @@ fn main(mut req: Request) -> Result<Response, Error> {
             _ => target,
         };
         outpost::debug!("redirecting a visitor from {country} to {location}");
-        return Ok(Response::redirect(302, &location).with_header("cache-control", "private, no-store"));
+        return Ok(
+            Response::redirect(302, &location).with_header("cache-control", "private, no-store")
+        );
     }
     req.set_header("x-client-country", country.as_deref().unwrap_or("XX"));
     req.send("origin")

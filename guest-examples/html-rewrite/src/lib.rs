@@ -6,8 +6,8 @@
 //!   URL) starts with `link_to` instead (say `""`, so links stay on the edge's host).
 //!
 //! The head goes to the client at once and every chunk from the origin is rewritten and
-//! sent as it arrives. Anything that is not HTML passes through untouched, spliced by the
-//! host without entering guest memory.
+//! sent as it arrives. Anything that is not HTML (or arrives compressed anyway) passes
+//! through untouched, spliced by the host without entering guest memory.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -17,12 +17,17 @@ use lol_html::{HtmlRewriter, Settings, element};
 use outpost::{Error, Request, Response, config};
 
 #[outpost::main]
-fn main(req: Request) -> Result<Response, Error> {
+fn main(mut req: Request) -> Result<Response, Error> {
+    // The rewriter reads plain bytes: ask the origin for an uncompressed page.
+    req.remove_header("accept-encoding");
     let mut response = req.send("origin")?;
     let is_html = response
         .header("content-type")
         .is_some_and(|t| t.starts_with("text/html"));
-    if !is_html {
+    let encoded = response
+        .header("content-encoding")
+        .is_some_and(|e| !e.eq_ignore_ascii_case("identity"));
+    if !is_html || encoded {
         return Ok(response);
     }
     let banner = config::get("banner").unwrap_or_else(|| "Served at the edge".to_owned());

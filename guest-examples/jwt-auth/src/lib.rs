@@ -25,7 +25,12 @@ struct Claims {
 fn main(mut req: Request) -> Result<Response, Error> {
     let token = match bearer_token(&req) {
         Some(token) => token.to_owned(),
-        None => return Ok(unauthorized("invalid_request", "a bearer token is required")),
+        None => {
+            return Ok(unauthorized(
+                "invalid_request",
+                "a bearer token is required",
+            ));
+        }
     };
     let subject = match verify(&token) {
         Ok(subject) => subject,
@@ -43,7 +48,9 @@ fn main(mut req: Request) -> Result<Response, Error> {
 fn bearer_token(req: &Request) -> Option<&str> {
     let value = req.header("authorization")?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 /// Checks the token with the key configured for its algorithm; returns its subject.
@@ -51,13 +58,13 @@ fn verify(token: &str) -> Result<String, String> {
     let header = decode_header(token).map_err(|e| format!("malformed token: {e}"))?;
     let key = match header.alg {
         Algorithm::HS256 => {
-            let secret = config::secret("jwt_hs256_secret")
-                .ok_or("HS256 tokens are not accepted here")?;
+            let secret =
+                config::secret("jwt_hs256_secret").ok_or("HS256 tokens are not accepted here")?;
             DecodingKey::from_secret(secret.expose().as_bytes())
         }
         Algorithm::RS256 => {
-            let pem = config::get("jwt_rs256_public_key")
-                .ok_or("RS256 tokens are not accepted here")?;
+            let pem =
+                config::get("jwt_rs256_public_key").ok_or("RS256 tokens are not accepted here")?;
             DecodingKey::from_rsa_pem(pem.as_bytes())
                 .map_err(|e| format!("the configured RS256 key is unusable: {e}"))?
         }

@@ -16,12 +16,19 @@ fn main(req: Request) -> Result<Response, Error> {
     let window = Duration::from_secs(setting("window_secs", 60));
     let client = config::get("key_header")
         .and_then(|name| req.header(&name).map(|key| format!("key:{key}")))
-        .or_else(|| outpost::request_info().client_ip.map(|ip| format!("ip:{ip}")))
+        .or_else(|| {
+            outpost::request_info()
+                .client_ip
+                .map(|ip| format!("ip:{ip}"))
+        })
         .unwrap_or_else(|| "unknown".to_owned());
 
     let decision = RateLimiter::new("requests", limit, window).check(&client);
     if !decision.allowed {
-        outpost::info!("limited {client}: {} requests in {window:?}", decision.count);
+        outpost::info!(
+            "limited {client}: {} requests in {window:?}",
+            decision.count
+        );
         return Ok(decision.too_many_requests());
     }
     let mut response = req.send("origin")?;

@@ -146,6 +146,13 @@ async fn html_rewrite_streams_the_rewritten_page_before_the_origin_finishes() {
         },
     );
     origin.set(
+        "/zipped",
+        Canned::ok(
+            "<body>not really gzip</body>",
+            &[("content-type", "text/html"), ("content-encoding", "gzip")],
+        ),
+    );
+    origin.set(
         "/data.json",
         Canned::ok(
             "{\"a\":\"https://www.example.com/x\"}",
@@ -192,6 +199,17 @@ async fn html_rewrite_streams_the_rewritten_page_before_the_origin_finishes() {
     );
     assert!(body.contains(r#"<img src="/i.png">"#), "{body}");
     assert!(body.ends_with("</body></html>"), "{body}");
+
+    // Compressed HTML cannot be rewritten: it passes untouched. The guest asked for none.
+    let zipped = http1()
+        .get(node.url("/zipped"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(zipped.headers()["content-encoding"], "gzip");
+    assert_eq!(zipped.text().await.unwrap(), "<body>not really gzip</body>");
+    assert_eq!(origin.hits("/zipped")[0].header("accept-encoding"), None);
 
     // Not HTML: passed through byte for byte, with its length.
     let json = http1().get(node.url("/data.json")).send().await.unwrap();

@@ -136,6 +136,22 @@ async fn malformed_and_oversized_requests_are_refused() {
 }
 
 /// A self-signed certificate for `names`, as (PEM cert, PEM key, DER cert).
+/// A TLS client config that trusts exactly these PEM certificates.
+fn trusting(pems: &[&str]) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for pem in pems {
+        let cert = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+        roots.add(cert).unwrap();
+    }
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth()
+}
+
 fn certificate(names: &[&str]) -> (String, String, Vec<u8>) {
     let cert =
         rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
@@ -199,19 +215,7 @@ guest = {}
         ("www.b.test", &b_der),
     ] {
         for http2 in [true, false] {
-            let mut roots = rustls::RootCertStore::empty();
-            for pem in [&a_pem, &b_pem] {
-                let cert =
-                    rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
-                roots.add(cert).unwrap();
-            }
-            let mut tls_config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            let mut tls_config = trusting(&[&a_pem, &b_pem]);
             tls_config.alpn_protocols = if http2 {
                 vec![b"h2".to_vec(), b"http/1.1".to_vec()]
             } else {
@@ -267,20 +271,8 @@ async fn guests_learn_the_tls_protocol_and_the_sni_name_the_client_sent() {
     );
     let _node = Node::start_on(plain, &config, &[plain, tls]).await;
     install_crypto();
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap())
-        .unwrap();
     let client = reqwest::Client::builder()
-        .use_preconfigured_tls(
-            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-        )
+        .use_preconfigured_tls(trusting(&[&pem]))
         .resolve("eu.shop.test", tls)
         .no_proxy()
         .build()

@@ -39,6 +39,7 @@ fn build_foreign_guests(examples: &Path) -> std::path::PathBuf {
     );
     foreign::build_javascript(
         &foreign_dir.join("js-proxy").join("app.js"),
+        &foreign_dir.join("js-proxy").join("toolchain"),
         &wit,
         "guest",
         &tools,

@@ -13,13 +13,6 @@ use std::process::Command;
 /// The componentize-py release the Python guests are built with.
 pub const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 
-/// The jco release the JavaScript guests are built with; the newest (1.35) could not load
-/// any WIT path on Node 20 (Debian's).
-pub const JCO: &str = "@bytecodealliance/jco@1.16.1";
-
-/// The componentize-js release jco uses; it embeds StarlingMonkey built against WASI 0.2.3.
-pub const COMPONENTIZE_JS: &str = "@bytecodealliance/componentize-js@0.19.3";
-
 /// Builds the Python app `module` (`app` for `app.py`) in `app_dir` against the world
 /// `world` of the WIT at `wit`, writing `out`. Installs componentize-py under `tools` the
 /// first time. Panics with what to install when python3 or pip is missing.
@@ -78,31 +71,54 @@ pub fn build_python(
 }
 
 /// Builds the JavaScript module `source` against the world `world` of the WIT at `wit`,
-/// writing `out`. Installs jco under `tools` the first time. Panics with what to install
-/// when node or npm is missing.
-pub fn build_javascript(source: &Path, wit: &Path, world: &str, tools: &Path, out: &Path) {
-    if let Some(dir) = source.parent() {
-        crate::watch(dir);
+/// writing `out`. The toolchain is the npm project in `toolchain` (a `package.json` and
+/// its `package-lock.json`, so every transitive package is pinned), installed with
+/// `npm ci` under `tools` the first time and whenever the lockfile changes. Panics with
+/// what to install when node or npm is missing.
+///
+/// The versions there: jco 1.16.1 with componentize-js 0.19.3, which embeds StarlingMonkey
+/// built against WASI 0.2.3; the newest jco (1.35) could not load any WIT path on Node 20
+/// (Debian's).
+pub fn build_javascript(
+    source: &Path,
+    toolchain: &Path,
+    wit: &Path,
+    world: &str,
+    tools: &Path,
+    out: &Path,
+) {
+    // Files only: a `node_modules` a user installed beside the lockfile is not a source.
+    for file in [
+        source.to_owned(),
+        toolchain.join("package.json"),
+        toolchain.join("package-lock.json"),
+    ] {
+        crate::watch_path(&file);
     }
     crate::watch(wit);
     let prefix = tools.join("node");
     let stamp = prefix.join(".installed");
-    let wanted = format!("{JCO} {COMPONENTIZE_JS}");
-    if !read_matches(&stamp, &wanted) {
+    let read = |name: &str| {
+        std::fs::read_to_string(toolchain.join(name))
+            .unwrap_or_else(|e| panic!("reading {}: {e}", toolchain.join(name).display()))
+    };
+    let (manifest, lock) = (read("package.json"), read("package-lock.json"));
+    if !read_matches(&stamp, &lock) {
         println!(
-            "cargo:warning=installing {wanted} into {} (one time)",
+            "cargo:warning=installing the JavaScript guest toolchain into {} (npm ci, one time)",
             prefix.display()
         );
         let _ = std::fs::remove_dir_all(&prefix);
         std::fs::create_dir_all(&prefix).expect("creating the node tools directory");
+        write(&prefix.join("package.json"), &manifest);
+        write(&prefix.join("package-lock.json"), &lock);
         run(
             Command::new("npm")
-                .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
-                .arg(&prefix)
-                .args([JCO, COMPONENTIZE_JS]),
+                .args(["ci", "--no-audit", "--no-fund", "--silent", "--prefix"])
+                .arg(&prefix),
             "installing jco needs Node.js 18 or newer with npm (Debian: apt-get install nodejs npm)",
         );
-        write(&stamp, &wanted);
+        write(&stamp, &lock);
     }
     // jco reads the WIT through a WASI sandbox that sees the working directory, so it runs
     // from the source's directory with relative paths.

@@ -91,18 +91,23 @@ fn watch(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
-    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
     for entry in entries.flatten() {
         let name = entry.file_name();
         if name == "target" || name.to_string_lossy().starts_with('.') {
             continue;
         }
-        let path = entry.path();
-        let shown = manifest
-            .as_deref()
-            .map_or(path.clone(), |m| relative(&path, m));
-        println!("cargo:rerun-if-changed={}", shown.display());
+        watch_path(&entry.path());
     }
+}
+
+/// Asks cargo to rerun the build script when `path` (a file, or everything below a
+/// directory) changes, printed relative to the package as [`watch`] explains.
+fn watch_path(path: &Path) {
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
+    let shown = manifest
+        .as_deref()
+        .map_or(path.to_owned(), |m| relative(path, m));
+    println!("cargo:rerun-if-changed={}", shown.display());
 }
 
 /// `path` relative to `base` (both absolute): `../guest-examples/hello` from `proxy/`.

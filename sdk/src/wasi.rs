@@ -51,13 +51,36 @@ impl IncomingStream {
 
     /// The next chunk, or `None` at the end of the body.
     pub(crate) fn read(&mut self, max: u64) -> Result<Option<Bytes>, Error> {
+        self.step("reading a body", |stream| {
+            let chunk = stream.blocking_read(max)?;
+            Ok((!chunk.is_empty()).then(|| Bytes::from(chunk)))
+        })
+    }
+
+    /// Moves the next chunk straight to `out` inside the host (no copy through guest
+    /// memory); `None` at the end of the body, else how many bytes moved. The input ending
+    /// and the client leaving both end it; the flush after reports the latter.
+    pub(crate) fn splice_to(&mut self, out: &OutputStream, max: u64) -> Result<Option<u64>, Error> {
+        self.step("passing a body through", |stream| {
+            let moved = out.blocking_splice(stream, max)?;
+            Ok((moved > 0).then_some(moved))
+        })
+    }
+
+    /// Runs `op` on the stream until it yields something (`Ok(None)` means "nothing yet,
+    /// try again"); at the end of the body releases it and returns `None`.
+    fn step<T>(
+        &mut self,
+        doing: &str,
+        mut op: impl FnMut(&InputStream) -> Result<Option<T>, StreamError>,
+    ) -> Result<Option<T>, Error> {
         loop {
             let Some(stream) = &self.stream else {
                 return Ok(None);
             };
-            match stream.blocking_read(max) {
-                Ok(chunk) if chunk.is_empty() => continue,
-                Ok(chunk) => return Ok(Some(Bytes::from(chunk))),
+            match op(stream) {
+                Ok(None) => continue,
+                Ok(Some(value)) => return Ok(Some(value)),
                 Err(StreamError::Closed) => {
                     self.end();
                     return Ok(None);
@@ -65,46 +88,19 @@ impl IncomingStream {
                 Err(StreamError::LastOperationFailed(e)) => {
                     return Err(Error::of_kind(
                         ErrorKind::Body,
-                        format!("reading a body failed: {}", e.to_debug_string()),
+                        format!("{doing} failed: {}", e.to_debug_string()),
                     ));
                 }
             }
         }
     }
-}
 
-impl IncomingStream {
     /// Releases the stream and then its body (the stream is the body's child: it goes
     /// first), once the body has ended.
     fn end(&mut self) {
         self.stream = None;
         if let Some(body) = self.body.take() {
             drop(IncomingBody::finish(body));
-        }
-    }
-
-    /// Moves the next chunk straight to `out` inside the host (no copy through guest
-    /// memory); `None` at the end of the body, else how many bytes moved.
-    pub(crate) fn splice_to(&mut self, out: &OutputStream, max: u64) -> Result<Option<u64>, Error> {
-        loop {
-            let Some(stream) = &self.stream else {
-                return Ok(None);
-            };
-            match out.blocking_splice(stream, max) {
-                Ok(0) => continue,
-                Ok(n) => return Ok(Some(n)),
-                // The input ended (or the client left, which the flush after reports).
-                Err(StreamError::Closed) => {
-                    self.end();
-                    return Ok(None);
-                }
-                Err(StreamError::LastOperationFailed(e)) => {
-                    return Err(Error::of_kind(
-                        ErrorKind::Body,
-                        format!("passing a body through failed: {}", e.to_debug_string()),
-                    ));
-                }
-            }
         }
     }
 }

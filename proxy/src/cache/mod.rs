@@ -251,6 +251,33 @@ struct FillRequest {
     stale: Option<Arc<Object>>,
 }
 
+impl FillRequest {
+    /// A fill for the request `parts` under `request_cc`; what the request says about
+    /// storing (Authorization, `no-store`) is derived from those.
+    fn new(
+        backend: Arc<Backend>,
+        key: Arc<str>,
+        parts: &http::request::Parts,
+        request_cc: Directives,
+        overrides: Overrides,
+        stale: Option<Arc<Object>>,
+    ) -> Self {
+        Self {
+            backend,
+            key,
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+            facts: RequestFacts {
+                authorization: parts.headers.contains_key(header::AUTHORIZATION),
+                no_store: request_cc.no_store,
+            },
+            request_cc,
+            overrides,
+            stale,
+        }
+    }
+}
+
 /// A value of the simple cache (`outpost:edge/cache.insert`).
 struct StoredValue {
     bytes: Bytes,
@@ -355,20 +382,16 @@ impl EdgeCache {
                     return Ok(self.serve(&object, &method, &parts.headers, CacheState::Stale));
                 }
                 Reuse::StaleWhileRevalidate => {
-                    self.refresh_in_background(FillRequest {
+                    // The client's directives were for this answer, not the refresh;
+                    // Authorization still limits what the refresh may store.
+                    self.refresh_in_background(FillRequest::new(
                         backend,
-                        key: key.clone(),
-                        uri: parts.uri.clone(),
-                        headers: parts.headers.clone(),
-                        // Authorization still limits what the refresh may store.
-                        facts: RequestFacts {
-                            authorization: parts.headers.contains_key(header::AUTHORIZATION),
-                            no_store: false,
-                        },
-                        request_cc: Directives::default(),
+                        key.clone(),
+                        &parts,
+                        Directives::default(),
                         overrides,
-                        stale: Some(object.clone()),
-                    });
+                        Some(object.clone()),
+                    ));
                     return Ok(self.serve(&object, &method, &parts.headers, CacheState::Stale));
                 }
                 Reuse::Revalidate => stale = Some(object),
@@ -395,19 +418,7 @@ impl EdgeCache {
                 other => Some(other),
             }
         };
-        let fill = FillRequest {
-            backend,
-            key: key.clone(),
-            uri: parts.uri.clone(),
-            headers: parts.headers.clone(),
-            facts: RequestFacts {
-                authorization: parts.headers.contains_key(header::AUTHORIZATION),
-                no_store: request_cc.no_store,
-            },
-            request_cc,
-            overrides,
-            stale,
-        };
+        let fill = FillRequest::new(backend, key.clone(), &parts, request_cc, overrides, stale);
         let reply = match flight {
             Some(Flight::Join(mut waiting)) => {
                 let outcome = match tokio::time::timeout(

@@ -23,6 +23,9 @@ def load(name):
     run["rps"] = run["requests"] / (run["duration_us"] / 1e6)
     run["ms"] = {p: us / 1000.0 for p, us in run["percentiles"]}
     run["error_count"] = sum(run["errors"].values())
+    # The server's CPU over the measured window (run.sh's `TICKS CLK_TCK`), per request.
+    ticks, hz = (int(x) for x in open(f"{work}/{name}.cpu").read().split())
+    run["us_per_req"] = ticks * 1e6 / hz / max(run["requests"], 1)
     return run
 
 
@@ -39,10 +42,12 @@ lines = [
     "",
     f"wrk -t1 -c{connections} -d{duration} per run (c1000: 1,000 connections); node "
     f"({profile} build, 1 worker thread) and nginx (1 worker) on CPU 0, wrk and the origin "
-    f"on CPU 1. CPU: {cpu or 'unknown'}. Plot: [{name}.svg]({name}.svg).",
+    f"on CPU 1. CPU: {cpu or 'unknown'}. Plot: [{name}.svg]({name}.svg). `µs/req` is the "
+    "server's user + system CPU over the measured run divided by completed requests "
+    "(`pass` includes the origin's); the `ceiling` row's server is a bare pingora app.",
     "",
-    "| scenario | server | requests/s | p50 ms | p90 ms | p99 ms | p99.9 ms | errors | req/s vs nginx | p99 vs nginx |",
-    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    "| scenario | server | requests/s | µs/req | p50 ms | p90 ms | p99 ms | p99.9 ms | errors | req/s vs nginx | p99 vs nginx |",
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
 ]
 for s in scenarios:
     o, n = runs[(s, "outpost")], runs[(s, "nginx")]
@@ -51,7 +56,8 @@ for s in scenarios:
         p99 = run["ms"][99] / max(n["ms"][99], 1e-9)
         bold = "**" if server == "outpost" else ""
         lines.append(
-            f"| {s} | {server} | {run['rps']:,.0f} | {run['ms'][50]:.2f} | {run['ms'][90]:.2f} "
+            f"| {s} | {server} | {run['rps']:,.0f} | {run['us_per_req']:.1f} "
+            f"| {run['ms'][50]:.2f} | {run['ms'][90]:.2f} "
             f"| {run['ms'][99]:.2f} | {run['ms'][99.9]:.2f} | {run['error_count']} "
             f"| {bold}{ratio:.2f}x{bold} | {p99:.2f}x |"
         )
@@ -102,8 +108,8 @@ for i, s in enumerate(scenarios):
         points = " ".join(f"{xpos(p):.1f},{ypos(ms):.1f}" for p, ms in sorted(run["ms"].items()) if p < 100)
         svg.append(f'<polyline points="{points}" fill="none" stroke="{COLOURS[server]}" stroke-width="2"/>')
         svg.append(
-            f'<text x="{W - PAD - 180}" y="{top + 26 + 14 * j}" fill="{COLOURS[server]}">'
-            f"{server}: {run['rps']:,.0f} req/s</text>"
+            f'<text x="{W - PAD - 260}" y="{top + 26 + 14 * j}" fill="{COLOURS[server]}">'
+            f"{server}: {run['rps']:,.0f} req/s, {run['us_per_req']:.1f} µs/req</text>"
         )
 svg.append("</svg>")
 open(prefix + ".svg", "w").write("\n".join(svg) + "\n")

@@ -5,8 +5,12 @@
 #   bash loadtest/run.sh hello cache-1k      # just these
 #   DURATION=30s CONNECTIONS=128 bash loadtest/run.sh
 #   SMOKE=1 bash loadtest/run.sh             # 1 s per scenario, 8 connections, the tests' debug binary (CI)
+#   PERF=1 bash loadtest/run.sh hello        # also profile the node (perf record, CPU clock) and
+#                                            # write the top symbols to loadtest/results/DATE.perf.txt
 #
 # Scenarios (outpost side / nginx reference):
+#   ceiling     a bare pingora server answering the hello body (no guest; outpost-ceiling)
+#                                                         / nginx `return 200`
 #   hello       the hello guest answering itself          / nginx `return 200`
 #   cache-1k    origin-proxy guest, 1 KiB cache hit       / nginx proxy_cache hit
 #   cache-100k  origin-proxy guest, 100 KiB cache hit     / nginx proxy_cache hit
@@ -19,7 +23,10 @@
 # origin (a second nginx serving static files) to CPU 1. Traffic stays on 127.0.0.1.
 # wrk runs loadtest/report.lua, and the run fails loudly on socket errors, timeouts or
 # non-2xx answers. The report (requests/s, p50/p90/p99/p99.9, errors, ratios to nginx) and
-# a latency-distribution plot go to loadtest/results/DATE.md and DATE.svg.
+# a latency-distribution plot go to loadtest/results/DATE.md and DATE.svg. Each run also
+# records the server's own CPU time (user + system, from /proc/PID/stat, the process and
+# its children) over the measured window; divided by completed requests it is the report's
+# `µs/req` column, the steadiest figure we have with the server pinned to one core.
 # Needs wrk, nginx, taskset, openssl and python3 (apt-get install wrk nginx-light util-linux).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +38,7 @@ CONNECTIONS=${CONNECTIONS:-64}
 PROFILE=${PROFILE:-release}
 BASE_PORT=${BASE_PORT:-7780}
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(hello cache-1k cache-100k pass cpu c1000 https)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(ceiling hello cache-1k cache-100k pass cpu c1000 https)
 
 for tool in wrk nginx taskset openssl python3 curl; do
     command -v "$tool" >/dev/null || { echo "loadtest: $tool is missing (apt-get install wrk nginx-light util-linux openssl python3 curl)" >&2; exit 1; }
@@ -49,10 +56,10 @@ work=$(mktemp -d)
 echo "loadtest: working in $work ($PROFILE build, wrk -d$DURATION -c$CONNECTIONS)"
 trap 'for p in "$work"/*.pid; do kill "$(cat "$p")" 2>/dev/null || true; done; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
 node_port=$BASE_PORT; nginx_port=$((BASE_PORT + 1)); origin_port=$((BASE_PORT + 2))
-node_tls=$((BASE_PORT + 3)); nginx_tls=$((BASE_PORT + 4))
+node_tls=$((BASE_PORT + 3)); nginx_tls=$((BASE_PORT + 4)); ceiling_port=$((BASE_PORT + 5))
 
 if [ "$PROFILE" = release ]; then
-    cargo build --release -p outpost-proxy --quiet
+    cargo build --release -p outpost-proxy -p outpost-loadtest --quiet
     node_bin=outpost
 else
     # The debug node is the binary the end-to-end tests use: `cargo test --workspace` has
@@ -144,24 +151,54 @@ server_timing = false
 [services.proxy.backends.origin]
 url = "http://127.0.0.1:$origin_port"
 TOML
-taskset -c "$server_cpu" "$target_dir/$PROFILE/$node_bin" serve --config "$work/outpost.toml" >"$work/node.log" 2>&1 &
+# Under PERF=1 the node runs as perf's child (perf's own CPU then counts in µs/req: compare
+# profiles with profiles, not with plain runs).
+perf=()
+[ -n "${PERF:-}" ] && perf=(perf record -q -F 1999 -e cpu-clock -g -o "$work/perf.data" --)
+taskset -c "$server_cpu" "${perf[@]}" "$target_dir/$PROFILE/$node_bin" serve --config "$work/outpost.toml" >"$work/node.log" 2>&1 &
 echo $! > "$work/node.pid"
+taskset -c "$server_cpu" "$target_dir/$PROFILE/outpost-ceiling" "127.0.0.1:$ceiling_port" >"$work/ceiling.log" 2>&1 &
+echo $! > "$work/ceiling.pid"
 
-for port in $node_port $nginx_port $origin_port $node_tls $nginx_tls; do
+for port in $node_port $nginx_port $origin_port $node_tls $nginx_tls $ceiling_port; do
     for _ in $(seq 300); do
         (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
         sleep 0.1
     done
 done
 
-# measure NAME URL [HOST] [CONNECTIONS]: a 1 s warm-up, then the measured wrk run.
+# cpu_ticks PID: user + system CPU ticks of PID and its descendants (waited-for children
+# included), from /proc.
+cpu_ticks() {
+    local pids=("$1") i=0 total=0 p
+    while [ $i -lt ${#pids[@]} ]; do
+        for p in $(cat /proc/"${pids[$i]}"/task/*/children 2>/dev/null); do pids+=("$p"); done
+        i=$((i + 1))
+    done
+    for p in "${pids[@]}"; do
+        # Fields after "pid (comm) ": utime, stime, cutime, cstime are the 12th to 15th.
+        total=$((total + $(sed 's/^.*) //' /proc/"$p"/stat 2>/dev/null | awk '{print $12 + $13 + $14 + $15}' || echo 0)))
+    done
+    echo "$total"
+}
+
+# measure NAME URL [HOST] [CONNECTIONS]: a 1 s warm-up, then the measured wrk run, with the
+# server's CPU time over it. The server is the one whose pid file NAME's suffix names.
 measure() {
     local name=$1 url=$2 host=${3:-} connections=${4:-$CONNECTIONS}
-    local header=()
+    local header=() server=${name##*-} before after
+    case $server in outpost) pidfile=node.pid ;; nginx) pidfile=reference.pid ;; *) pidfile=$server.pid ;; esac
+    [ "${name%%-*}" = ceiling ] && [ "$server" = outpost ] && pidfile=ceiling.pid
     [ -n "$host" ] && header=(-H "Host: $host")
     taskset -c "$client_cpu" wrk -t1 -c8 -d1s "${header[@]}" "$url" >/dev/null
+    # `pass` answers from the origin every time: its CPU counts too (the origin nginx).
+    local pids=("$(cat "$work/$pidfile")")
+    [ "${name%%-*}" = pass ] && pids+=("$(cat "$work/origin.pid")")
+    before=0; for p in "${pids[@]}"; do before=$((before + $(cpu_ticks "$p"))); done
     taskset -c "$client_cpu" wrk -t1 -c"$connections" -d"$DURATION" --latency --timeout 10s \
         -s loadtest/report.lua "${header[@]}" "$url" > "$work/$name.wrk"
+    after=0; for p in "${pids[@]}"; do after=$((after + $(cpu_ticks "$p"))); done
+    echo "$((after - before)) $(getconf CLK_TCK)" > "$work/$name.cpu"
     if grep -q "Socket errors\|Non-2xx" "$work/$name.wrk"; then
         echo "loadtest: $name had errors:" >&2; cat "$work/$name.wrk" >&2; exit 1
     fi
@@ -174,6 +211,9 @@ expect_hit() { # URL LABEL: the scenario must really be a cache hit
 for scenario in "${scenarios[@]}"; do
     echo "loadtest: $scenario"
     case $scenario in
+        ceiling)
+            measure ceiling-outpost "http://127.0.0.1:$ceiling_port/"
+            measure ceiling-nginx "http://127.0.0.1:$nginx_port/hello" ;;
         hello)
             measure hello-outpost "http://127.0.0.1:$node_port/" hello.test
             measure hello-nginx "http://127.0.0.1:$nginx_port/hello" ;;
@@ -201,4 +241,15 @@ done
 
 mkdir -p loadtest/results
 report="loadtest/results/$(date -u +%Y-%m-%d-%H%M%S)"
+if [ -n "${PERF:-}" ]; then
+    # perf writes its data once the node exits: stop the node (perf's child) with SIGINT.
+    pkill -INT -P "$(cat "$work/node.pid")" || true
+    for _ in $(seq 100); do kill -0 "$(cat "$work/node.pid")" 2>/dev/null || break; sleep 0.1; done
+    { echo "# perf report: ${scenarios[*]} (self time by shared object, then by symbol)"
+      perf report -q -g none -i "$work/perf.data" --no-children --sort dso --stdio 2>/dev/null | head -15 || true
+      echo
+      perf report -q -g none -i "$work/perf.data" --no-children --sort dso,sym --stdio 2>/dev/null | head -60 || true
+    } > "$report.perf.txt"
+    echo "loadtest: profile in $report.perf.txt"
+fi
 python3 loadtest/report.py "$work" "$report" "$DURATION" "$CONNECTIONS" "$PROFILE" "${scenarios[@]}"

@@ -4,7 +4,7 @@
 //! request path; the thread flushes whenever it has nothing queued.
 
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
@@ -21,7 +21,7 @@ pub struct AccessRecord<'a> {
     /// The service that handled it, if any matched.
     pub service: Option<&'a str>,
     /// The client's address (the TCP peer).
-    pub client: Option<SocketAddr>,
+    pub client: Option<IpAddr>,
     /// Request method.
     pub method: &'a str,
     /// Host the client asked for.
@@ -42,6 +42,8 @@ pub struct AccessRecord<'a> {
     pub origin: Duration,
     /// How the edge cache answered the latest backend fetch (`HIT`, `MISS`, ...), if any.
     pub cache: Option<&'a str>,
+    /// How the response cache answered (`HIT`: no guest ran), when the service uses it.
+    pub response_cache: Option<&'a str>,
 }
 
 impl AccessLog {
@@ -79,7 +81,7 @@ impl AccessLog {
             "time": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
             "request_id": record.request_id,
             "service": record.service,
-            "client_ip": record.client.map(|a| a.ip().to_string()),
+            "client_ip": record.client.map(|ip| ip.to_string()),
             "method": record.method,
             "host": record.host,
             "path": record.path,
@@ -90,6 +92,7 @@ impl AccessLog {
             "guest_ms": record.guest.map(ms),
             "origin_ms": ms(record.origin),
             "cache": record.cache,
+            "response_cache": record.response_cache,
         })
         .to_string();
         line.push('\n');

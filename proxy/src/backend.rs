@@ -2,29 +2,36 @@
 //!
 //! Each backend owns a keep-alive connection pool (hyper-util's client), its own TLS trust
 //! (webpki roots plus an optional CA file) and its three timeouts: connect, first byte, and
-//! between bytes of the response body. Host names resolve off the async workers (getaddrinfo
-//! on tokio's blocking pool), so a slow resolver never stalls request handling.
-//! Bodies stream in both directions; nothing here buffers a whole body.
+//! between bytes of the response body. Host names resolve off the async workers (tokio's
+//! resolver runs getaddrinfo on the blocking pool), so a slow resolver never stalls request
+//! handling. Bodies stream in both directions; nothing here buffers a whole body.
+//!
+//! Failures reach the guest as typed `wasi:http` error codes, classified from the error's
+//! types (our DNS error, rustls errors, I/O error kinds, hyper's predicates), never from
+//! message text.
 
+use std::error::Error as StdError;
+use std::future::Future;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::TokioExecutor;
-use tokio::time::{Instant, Sleep};
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
+use crate::cache::{Origin, OriginFuture};
 use crate::config::BackendConfig;
+use crate::http::{IdleTimeout, strip_hop_by_hop};
 use crate::metrics::BackendMetrics;
 
 /// Errors building a backend from config.
@@ -50,33 +57,6 @@ pub enum BackendError {
     },
 }
 
-/// Headers that describe one hop and must not be forwarded (RFC 9110 section 7.6.1).
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    HeaderName::from_static("proxy-connection"),
-    header::TE,
-    header::TRAILER,
-    header::UPGRADE,
-];
-
-/// Removes hop-by-hop headers, including those named by `Connection`.
-pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::try_from(name.trim()).ok())
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
-        headers.remove(name);
-    }
-    headers.remove(header::TRANSFER_ENCODING);
-}
-
 /// One configured origin with its pool.
 pub struct Backend {
     name: String,
@@ -86,7 +66,7 @@ pub struct Backend {
     host_header: HeaderValue,
     first_byte_timeout: Duration,
     between_bytes_timeout: Duration,
-    client: Client<HttpsConnector<HttpConnector>, WasiBody>,
+    client: Client<HttpsConnector<HttpConnector<Resolver>>, WasiBody>,
     metrics: BackendMetrics,
 }
 
@@ -148,7 +128,7 @@ impl Backend {
         .with_root_certificates(roots)
         .with_no_client_auth();
 
-        let mut http = HttpConnector::new();
+        let mut http = HttpConnector::new_with_resolver(Resolver);
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
@@ -184,6 +164,17 @@ impl Backend {
             client,
             metrics,
         })
+    }
+
+    /// A backend for a dynamic origin (`scheme://host[:port]`) with default settings and
+    /// no extra trust: what a guest reaches on its service's `dynamic_backends` list.
+    pub fn for_origin(origin: &str, metrics: BackendMetrics) -> Result<Backend, BackendError> {
+        Backend::new(
+            origin,
+            &BackendConfig::from_url(origin),
+            Path::new("."),
+            metrics,
+        )
     }
 
     /// The backend's configured name.
@@ -227,23 +218,24 @@ impl Backend {
             }
             Ok(Err(e)) => {
                 tracing::warn!(backend = %self.name, "request failed: {}", error_chain(&e));
-                return Err(map_client_error(&e));
+                return Err(classify(&e));
             }
             Ok(Ok(response)) => response,
         };
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        let body = BetweenBytesTimeout::new(body, self.between_bytes_timeout)
-            .map_err(|e| match e {
-                BodyError::Timeout => HttpError::ConnectionReadTimeout,
-                BodyError::Hyper(e) => HttpError::from(e),
-            })
-            .boxed_unsync();
+        let body = IdleTimeout::new(body, self.between_bytes_timeout).boxed_unsync();
         Ok(http::Response::from_parts(parts, body))
     }
 }
 
-fn error_chain(error: &dyn std::error::Error) -> String {
+impl Origin for Backend {
+    fn send(&self, request: http::Request<WasiBody>) -> OriginFuture<'_> {
+        Box::pin(Backend::send(self, request))
+    }
+}
+
+fn error_chain(error: &dyn StdError) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(inner) = source {
@@ -254,84 +246,125 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-fn map_client_error(error: &hyper_util::client::legacy::Error) -> HttpError {
-    let text = error_chain(error).to_ascii_lowercase();
+/// The `wasi:http` error code for a failed backend request, from the error's types.
+fn classify(error: &hyper_util::client::legacy::Error) -> HttpError {
+    if let Some(code) = classify_chain(error.source()) {
+        return code;
+    }
     if error.is_connect() {
-        if text.contains("timed out") || text.contains("timeout") {
-            HttpError::ConnectionTimeout
-        } else if text.contains("dns") || text.contains("lookup") || text.contains("resolve") {
-            HttpError::DnsError {
-                rcode: None,
-                info_code: None,
-            }
-        } else if text.contains("certificate") || text.contains("tls") {
-            HttpError::TlsCertificateError
-        } else {
-            HttpError::ConnectionRefused
-        }
-    } else if text.contains("connection closed") || text.contains("incomplete") {
-        HttpError::ConnectionTerminated
+        HttpError::ConnectionRefused
     } else {
         HttpError::HttpProtocolError
     }
 }
 
-/// A response body that fails if the origin goes quiet for too long between chunks.
-struct BetweenBytesTimeout {
-    inner: hyper::body::Incoming,
-    limit: Duration,
-    timer: Pin<Box<Sleep>>,
-    /// Whether the timer measures the current wait; a wait starts when a poll finds no data,
-    /// so a guest that is slow to read never counts against the origin.
-    waiting: bool,
-}
-
-enum BodyError {
-    Timeout,
-    Hyper(hyper::Error),
-}
-
-impl BetweenBytesTimeout {
-    fn new(inner: hyper::body::Incoming, limit: Duration) -> Self {
-        Self {
-            inner,
-            limit,
-            timer: Box::pin(tokio::time::sleep(limit)),
-            waiting: false,
+/// Walks an error's sources for the first one whose type says what happened.
+fn classify_chain(mut source: Option<&(dyn StdError + 'static)>) -> Option<HttpError> {
+    while let Some(error) = source {
+        if error.is::<DnsFailed>() {
+            return Some(HttpError::DnsError {
+                rcode: None,
+                info_code: None,
+            });
         }
-    }
-}
-
-impl Body for BetweenBytesTimeout {
-    type Data = Bytes;
-    type Error = BodyError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(frame) => {
-                this.waiting = false;
-                Poll::Ready(frame.map(|f| f.map_err(BodyError::Hyper)))
+        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+            return Some(tls_code(tls));
+        }
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            // rustls reports through I/O errors that carry the rustls error inside.
+            if let Some(tls) = io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+                return Some(tls_code(tls));
             }
-            Poll::Pending => {
-                if !this.waiting {
-                    this.waiting = true;
-                    this.timer.as_mut().reset(Instant::now() + this.limit);
+            use std::io::ErrorKind as K;
+            match io.kind() {
+                K::TimedOut => return Some(HttpError::ConnectionTimeout),
+                K::ConnectionRefused => return Some(HttpError::ConnectionRefused),
+                K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => {
+                    return Some(HttpError::ConnectionTerminated);
                 }
-                ready!(this.timer.as_mut().poll(cx));
-                Poll::Ready(Some(Err(BodyError::Timeout)))
+                _ => {}
             }
         }
+        if let Some(hyper) = error.downcast_ref::<hyper::Error>() {
+            if hyper.is_incomplete_message() || hyper.is_canceled() {
+                return Some(HttpError::ConnectionTerminated);
+            }
+            if hyper.is_timeout() {
+                return Some(HttpError::ConnectionReadTimeout);
+            }
+            if hyper.is_parse() || hyper.is_parse_status() {
+                return Some(HttpError::HttpProtocolError);
+            }
+        }
+        source = error.source();
+    }
+    None
+}
+
+fn tls_code(error: &rustls::Error) -> HttpError {
+    match error {
+        rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => {
+            HttpError::TlsCertificateError
+        }
+        rustls::Error::AlertReceived(alert) => HttpError::TlsAlertReceived {
+            alert_id: Some(u8::from(*alert)),
+            alert_message: Some(format!("{alert:?}")),
+        },
+        _ => HttpError::TlsProtocolError,
+    }
+}
+
+/// Resolution failed: the backend's host name has no address.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot resolve the backend's host: {0}")]
+struct DnsFailed(std::io::Error);
+
+/// Resolves backend host names with tokio's resolver (getaddrinfo on the blocking pool),
+/// failing with [`DnsFailed`] so the failure is told apart by type.
+#[derive(Clone, Copy)]
+struct Resolver;
+
+impl tower_service::Service<Name> for Resolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = DnsFailed;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, DnsFailed>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), DnsFailed>> {
+        Poll::Ready(Ok(()))
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+    fn call(&mut self, name: Name) -> Self::Future {
+        Box::pin(async move {
+            let addrs = tokio::net::lookup_host((name.as_str(), 0))
+                .await
+                .map_err(DnsFailed)?;
+            Ok(addrs.collect::<Vec<_>>().into_iter())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(error: &(dyn StdError + 'static)) -> Option<HttpError> {
+        classify_chain(Some(error))
     }
 
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+    #[test]
+    fn failures_are_classified_by_type() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(matches!(code(&refused), Some(HttpError::ConnectionRefused)));
+        let timeout = std::io::Error::from(std::io::ErrorKind::TimedOut);
+        assert!(matches!(code(&timeout), Some(HttpError::ConnectionTimeout)));
+        let dns = DnsFailed(std::io::Error::other("no such host"));
+        assert!(matches!(code(&dns), Some(HttpError::DnsError { .. })));
+        let bad_cert = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
+        assert!(matches!(code(&bad_cert), Some(HttpError::TlsCertificateError)));
+        let other = std::io::Error::other("something else");
+        assert!(code(&other).is_none());
     }
 }

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{BackendConfig, Config, LimitsConfig, ServiceConfig};
+use crate::config::{BackendConfig, Config, ServiceConfig};
+use crate::host_pattern::HostPattern;
 use crate::demo;
 use crate::node::Node;
 
@@ -161,33 +162,14 @@ pub fn quick_config(
             bail!("--backend `{name}` is given twice");
         }
     }
-    let mut services = BTreeMap::new();
-    services.insert(
-        "default".to_owned(),
-        ServiceConfig {
-            domains: vec!["*".into()],
-            guest: guest.to_owned(),
-            limits: LimitsConfig::default(),
-            server_timing: true,
-            config: Default::default(),
-            secrets: Default::default(),
-            dynamic_backends: Vec::new(),
-            backends: named,
-        },
-    );
+    let mut service = ServiceConfig::new(vec![HostPattern::Any], guest);
+    service.backends = named;
     let mut config = Config {
-        cache: Default::default(),
-        admin: Default::default(),
-        geo: Default::default(),
-        server: Default::default(),
-        tls: None,
-        runtime: Default::default(),
-        services,
-        metrics: Default::default(),
-        log: Default::default(),
         base_dir: std::env::current_dir().context("reading the current directory")?,
         source: "command line".into(),
+        ..Config::default()
     };
+    config.services.insert("default".to_owned(), service);
     config.server.listen = vec![listen];
     config.validate()?;
     Ok(config)

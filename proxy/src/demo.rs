@@ -4,17 +4,16 @@
 //! own: the `hello` and `origin-proxy` example guests (compiled into the binary by the build
 //! script) and a tiny demo origin on loopback for `origin-proxy` to fetch from.
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use crate::config::{BackendConfig, Config, LimitsConfig, ServiceConfig};
+use crate::config::{BackendConfig, Config, ServiceConfig};
+use crate::host_pattern::HostPattern;
 
 /// The `hello` example guest, built from guest-examples/hello.
 pub static HELLO_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hello.wasm"));
@@ -36,51 +35,22 @@ pub fn default_config(listen: SocketAddr, origin: SocketAddr) -> std::io::Result
     std::fs::write(&hello, HELLO_WASM)?;
     std::fs::write(&proxy, ORIGIN_PROXY_WASM)?;
 
-    let mut services = BTreeMap::new();
-    services.insert(
-        "hello".to_owned(),
-        ServiceConfig {
-            domains: vec!["hello.localhost".into()],
-            guest: hello,
-            limits: LimitsConfig::default(),
-            server_timing: true,
-            config: Default::default(),
-            secrets: Default::default(),
-            dynamic_backends: Vec::new(),
-            backends: BTreeMap::new(),
-        },
-    );
-    let mut backends = BTreeMap::new();
-    backends.insert(
+    let mut config = Config {
+        source: "built-in default".into(),
+        ..Config::default()
+    };
+    let hello_domain = HostPattern::parse("hello.localhost").expect("a valid host name");
+    config
+        .services
+        .insert("hello".to_owned(), ServiceConfig::new(vec![hello_domain], hello));
+    let mut origin_proxy = ServiceConfig::new(vec![HostPattern::Any], proxy);
+    origin_proxy.backends.insert(
         "origin".to_owned(),
         BackendConfig::from_url(format!("http://{origin}")),
     );
-    services.insert(
-        "origin-proxy".to_owned(),
-        ServiceConfig {
-            domains: vec!["*".into()],
-            guest: proxy,
-            limits: LimitsConfig::default(),
-            server_timing: true,
-            config: Default::default(),
-            secrets: Default::default(),
-            dynamic_backends: Vec::new(),
-            backends,
-        },
-    );
-    let mut config = Config {
-        cache: Default::default(),
-        admin: Default::default(),
-        geo: Default::default(),
-        server: Default::default(),
-        tls: None,
-        runtime: Default::default(),
-        services,
-        metrics: Default::default(),
-        log: Default::default(),
-        base_dir: PathBuf::from("."),
-        source: "built-in default".into(),
-    };
+    config
+        .services
+        .insert("origin-proxy".to_owned(), origin_proxy);
     config.server.listen = vec![listen];
     Ok(config)
 }

@@ -30,32 +30,8 @@ pub struct GeoError {
     pub reason: String,
 }
 
-/// What the database says about one address.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Location {
-    /// ISO 3166-1 alpha-2 country code, e.g. `DE`.
-    pub country_code: Option<String>,
-    /// The country's English name.
-    pub country_name: Option<String>,
-    /// Continent code, e.g. `EU`.
-    pub continent_code: Option<String>,
-    /// ISO 3166-2 code of the largest subdivision, e.g. `BE` (Berlin).
-    pub region: Option<String>,
-    /// The city's English name.
-    pub city: Option<String>,
-    /// Postal code.
-    pub postal_code: Option<String>,
-    /// Approximate latitude.
-    pub latitude: Option<f64>,
-    /// Approximate longitude.
-    pub longitude: Option<f64>,
-    /// IANA time zone, e.g. `Europe/Berlin`.
-    pub time_zone: Option<String>,
-    /// Autonomous system number, when the database has one.
-    pub asn: Option<u32>,
-    /// Autonomous system organization.
-    pub as_org: Option<String>,
-}
+/// What the database says about one address: the WIT record guests receive.
+pub use crate::wit::outpost::edge::geo::Location;
 
 impl GeoDb {
     /// Loads the database at `path` into memory.

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use crate::cache::CacheState;
+use crate::runtime::{Busy, FailureKind};
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
@@ -23,15 +23,11 @@ const BUCKETS: &[f64] = &[
 /// Status classes used as the `status` label.
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
-/// Guest failure kinds used as the `kind` label.
-pub const ERROR_KINDS: [&str; 6] = [
-    "trap",
-    "timeout",
-    "memory",
-    "no_response",
-    "error_code",
-    "instantiate",
-];
+/// Why a request was turned away before its guest ran (the `reason` label).
+const REJECTIONS: [Busy; 2] = [Busy::Service, Busy::Node];
+
+/// Why a connection was closed at once (the `reason` label).
+const REFUSALS: [&str; 2] = ["max_connections", "max_connections_per_ip"];
 
 /// The node's registry and metric families.
 pub struct Metrics {
@@ -42,6 +38,11 @@ pub struct Metrics {
     execution: HistogramVec,
     backend_duration: HistogramVec,
     guest_errors: IntCounterVec,
+    guest_runs: IntCounterVec,
+    instances_created: IntCounterVec,
+    cancelled: IntCounterVec,
+    rejected: IntCounterVec,
+    refused: IntCounterVec,
     /// Requests being handled right now.
     pub in_flight: IntGauge,
     /// Client connections open right now.
@@ -115,6 +116,31 @@ impl Metrics {
             "Guest failures by service and kind (trap, timeout, memory, ...).",
             &["service", "kind"],
         );
+        let guest_runs = counter(
+            "outpost_guest_runs_total",
+            "Requests a guest ran for, by service (response-cache hits run none).",
+            &["service"],
+        );
+        let instances_created = counter(
+            "outpost_guest_instances_created_total",
+            "Guest instances created, by service (fewer than runs when instances are reused).",
+            &["service"],
+        );
+        let cancelled = counter(
+            "outpost_requests_cancelled_total",
+            "Requests whose client went away before their response was complete (the guest is cancelled with them).",
+            &["service"],
+        );
+        let rejected = counter(
+            "outpost_requests_rejected_total",
+            "Requests answered 503 because no instance slot came free in time, by service and reason.",
+            &["service", "reason"],
+        );
+        let refused = counter(
+            "outpost_connections_refused_total",
+            "Client connections closed at once because a connection limit was reached, by listener and reason.",
+            &["listener", "reason"],
+        );
         let in_flight = gauge(
             "outpost_requests_in_flight",
             "Requests being handled right now.",
@@ -125,8 +151,8 @@ impl Metrics {
         );
         let cache_lookups = counter(
             "outpost_cache_lookups_total",
-            "Backend fetches by how the edge cache answered them (hit, miss, stale, pass, revalidated).",
-            &["result"],
+            "Edge cache lookups by layer (fetch: guests' backend fetches; response: guests' own answers) and how they were answered (hit, miss, stale, pass, revalidated).",
+            &["layer", "result"],
         );
         let cache_bytes = gauge(
             "outpost_cache_bytes",
@@ -147,6 +173,11 @@ impl Metrics {
             execution,
             backend_duration,
             guest_errors,
+            guest_runs,
+            instances_created,
+            cancelled,
+            rejected,
+            refused,
             in_flight,
             connections,
         })
@@ -160,7 +191,20 @@ impl Metrics {
                 .map(|class| self.request_duration.with_label_values(&[service, class])),
             instantiate: self.instantiate.clone(),
             execution: self.execution.with_label_values(&[service]),
-            errors: ERROR_KINDS.map(|kind| self.guest_errors.with_label_values(&[service, kind])),
+            errors: FailureKind::ALL
+                .map(|kind| self.guest_errors.with_label_values(&[service, kind.label()])),
+            runs: self.guest_runs.with_label_values(&[service]),
+            created: self.instances_created.with_label_values(&[service]),
+            cancelled: self.cancelled.with_label_values(&[service]),
+            rejected: REJECTIONS.map(|busy| self.rejected.with_label_values(&[service, busy.label()])),
+        }
+    }
+
+    /// Resolves the handles for one listener.
+    pub fn listener(&self, listener: &str) -> ListenerMetrics {
+        ListenerMetrics {
+            refused: REFUSALS.map(|reason| self.refused.with_label_values(&[listener, reason])),
+            open: self.connections.clone(),
         }
     }
 
@@ -177,10 +221,14 @@ impl Metrics {
         }
     }
 
-    /// Resolves the edge cache's handles.
-    pub fn cache(&self) -> CacheMetrics {
+    /// Resolves the edge cache's handles, one lookup counter per `(layer, result)` label
+    /// pair, in the order the cache counts them.
+    pub fn cache(&self, lookups: &[(&str, &str)]) -> CacheMetrics {
         CacheMetrics {
-            lookups: CacheState::ALL.map(|s| self.cache_lookups.with_label_values(&[s.label()])),
+            lookups: lookups
+                .iter()
+                .map(|(layer, result)| self.cache_lookups.with_label_values(&[*layer, *result]))
+                .collect(),
             bytes: self.cache_bytes.clone(),
             objects: self.cache_objects.clone(),
         }
@@ -200,7 +248,11 @@ pub struct ServiceMetrics {
     duration: [Histogram; 5],
     instantiate: Histogram,
     execution: Histogram,
-    errors: [IntCounter; 6],
+    errors: [IntCounter; FailureKind::ALL.len()],
+    runs: IntCounter,
+    created: IntCounter,
+    cancelled: IntCounter,
+    rejected: [IntCounter; 2],
 }
 
 impl ServiceMetrics {
@@ -221,15 +273,58 @@ impl ServiceMetrics {
         self.execution.observe(seconds);
     }
 
-    /// Counts a guest failure of `kind` (one of [`ERROR_KINDS`]).
-    pub fn guest_error(&self, kind: &str) {
-        if let Some(i) = ERROR_KINDS.iter().position(|k| *k == kind) {
-            self.errors[i].inc();
+    /// Counts a guest failure of `kind`.
+    pub fn guest_error(&self, kind: FailureKind) {
+        self.errors[kind.index()].inc();
+    }
+
+    /// Counts a guest run, and the instance it created when it was not reused.
+    pub fn guest_ran(&self, created_instance: bool) {
+        self.runs.inc();
+        if created_instance {
+            self.created.inc();
         }
+    }
+
+    /// Counts a request whose client went away before its response was complete.
+    pub fn cancelled(&self) {
+        self.cancelled.inc();
+    }
+
+    /// Counts a request turned away for want of a slot.
+    pub fn rejected(&self, busy: Busy) {
+        let i = REJECTIONS.iter().position(|b| *b == busy).unwrap_or(0);
+        self.rejected[i].inc();
+    }
+}
+
+/// One listener's connection handles.
+pub struct ListenerMetrics {
+    refused: [IntCounter; 2],
+    open: IntGauge,
+}
+
+impl ListenerMetrics {
+    /// Counts a connection closed at once for `reason` (`max_connections`, ...).
+    pub fn refused(&self, reason: &str) {
+        if let Some(i) = REFUSALS.iter().position(|r| *r == reason) {
+            self.refused[i].inc();
+        }
+    }
+
+    /// A connection was admitted.
+    pub fn opened(&self) {
+        self.open.inc();
+    }
+
+    /// An admitted connection closed.
+    pub fn closed(&self) {
+        self.open.dec();
     }
 }
 
 /// One backend's metric handles.
+#[derive(Clone)]
 pub struct BackendMetrics {
     duration: [Histogram; 5],
     failed: Histogram,
@@ -248,15 +343,17 @@ impl BackendMetrics {
 /// The edge cache's metric handles.
 #[derive(Clone)]
 pub struct CacheMetrics {
-    lookups: [IntCounter; 5],
+    lookups: Vec<IntCounter>,
     bytes: IntGauge,
     objects: IntGauge,
 }
 
 impl CacheMetrics {
-    /// Counts one fetch answered with `state`.
-    pub fn lookup(&self, state: CacheState) {
-        self.lookups[state.index()].inc();
+    /// Counts one lookup, by its index into the labels the handles were resolved for.
+    pub fn lookup(&self, index: usize) {
+        if let Some(counter) = self.lookups.get(index) {
+            counter.inc();
+        }
     }
 
     /// Sets the stored bytes and objects.
@@ -267,9 +364,10 @@ impl CacheMetrics {
 }
 
 /// Work done just before each scrape, such as settling gauges that are costly to keep exact.
-pub type ScrapeHook = Box<dyn Fn() + Send + Sync>;
+pub type ScrapeHook = Arc<dyn Fn() + Send + Sync>;
 
 /// The `/metrics` listener: Prometheus text for `GET /metrics`, 404 otherwise.
+#[derive(Clone)]
 pub struct MetricsEndpoint {
     metrics: Arc<Metrics>,
     before_scrape: Option<ScrapeHook>,
@@ -285,29 +383,31 @@ impl MetricsEndpoint {
     }
 }
 
-#[async_trait::async_trait]
-impl pingora_core::apps::http_app::ServeHttp for MetricsEndpoint {
-    async fn response(
+impl crate::server::Handler for MetricsEndpoint {
+    type Body = wasmtime_wasi_http::WasiBody;
+    type Future = std::future::Ready<http::Response<Self::Body>>;
+
+    fn handle(
         &self,
-        session: &mut pingora_core::protocols::http::ServerSession,
-    ) -> http::Response<Vec<u8>> {
-        let _ = session.drain_request_body().await;
-        if session.req_header().uri.path() != "/metrics" {
-            return http::Response::builder()
-                .status(404)
-                .header("content-type", "text/plain")
-                .body(b"metrics are at /metrics\n".to_vec())
-                .expect("static response");
+        request: http::Request<hyper::body::Incoming>,
+        _conn: &Arc<crate::server::ConnInfo>,
+    ) -> Self::Future {
+        if request.uri().path() != "/metrics" {
+            let mut response =
+                http::Response::new(crate::http::full_body("metrics are at /metrics\n"));
+            *response.status_mut() = http::StatusCode::NOT_FOUND;
+            return std::future::ready(response);
         }
         if let Some(hook) = &self.before_scrape {
             hook();
         }
-        let body = self.metrics.encode();
-        http::Response::builder()
-            .header("content-type", TextEncoder::new().format_type())
-            .header("content-length", body.len())
-            .body(body)
-            .expect("static response")
+        let mut response = http::Response::new(crate::http::full_body(self.metrics.encode()));
+        if let Ok(value) = http::HeaderValue::from_str(TextEncoder::new().format_type()) {
+            response
+                .headers_mut()
+                .insert(http::header::CONTENT_TYPE, value);
+        }
+        std::future::ready(response)
     }
 }
 
@@ -321,7 +421,7 @@ mod tests {
         let service = metrics.service("shop");
         service.request(204, 0.001);
         service.request(503, 0.5);
-        service.guest_error("timeout");
+        service.guest_error(FailureKind::Timeout);
         metrics.backend("shop", "origin").response(Some(200), 0.02);
         metrics.backend("shop", "origin").response(None, 1.0);
         let text = String::from_utf8(metrics.encode()).unwrap();

@@ -1,20 +1,22 @@
 //! Certificates for the HTTPS listeners, chosen per connection by SNI.
 //!
 //! pingora's `TlsSettings` holds one certificate per listener; an edge node serves many
-//! domains on one address, so we hand rustls our own [`SniResolver`]. Exact names win over
-//! wildcards (`*.example.com` covers one or more labels below `example.com`); a client that
-//! sends no SNI, or an unknown name, gets the first configured certificate, as nginx's
-//! default server would.
+//! domains on one address, so we hand rustls our own [`SniResolver`]. Names are matched by
+//! [`HostMap`]: exact names win over wildcards (`*.example.com` covers one or more labels
+//! below `example.com`); a client that sends no SNI, or an unknown name, gets the first
+//! configured certificate, as nginx's default server would. A reload replaces the whole
+//! set at once ([`SniResolver::replace`]); handshakes under way keep the set they began with.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-use crate::config::{Config, TlsConfig, normalize_domain};
+use crate::config::{Config, TlsConfig};
+use crate::host_pattern::HostMap;
 
 /// Errors loading certificates, naming the file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -25,27 +27,16 @@ pub struct TlsError {
     fix: &'static str,
 }
 
-/// Picks the certificate for a TLS handshake by its SNI name.
-pub struct SniResolver {
-    exact: HashMap<String, Arc<CertifiedKey>>,
-    suffix: HashMap<String, Arc<CertifiedKey>>,
+/// One loaded set of certificates.
+pub struct Certificates {
+    by_name: HostMap<Arc<CertifiedKey>>,
     default: Arc<CertifiedKey>,
 }
 
-impl fmt::Debug for SniResolver {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SniResolver")
-            .field("exact", &self.exact.keys().collect::<Vec<_>>())
-            .field("wildcard", &self.suffix.keys().collect::<Vec<_>>())
-            .finish()
-    }
-}
-
-impl SniResolver {
+impl Certificates {
     /// Loads every `[[tls.certificates]]` entry of `config`.
-    pub fn load(config: &Config, tls: &TlsConfig) -> Result<SniResolver, TlsError> {
-        let mut exact = HashMap::new();
-        let mut suffix = HashMap::new();
+    pub fn load(config: &Config, tls: &TlsConfig) -> Result<Certificates, TlsError> {
+        let mut by_name = HostMap::default();
         let mut first = None;
         for entry in &tls.certificates {
             let key = Arc::new(load_certified_key(
@@ -54,15 +45,7 @@ impl SniResolver {
             )?);
             first.get_or_insert_with(|| key.clone());
             for domain in &entry.domains {
-                let domain = normalize_domain(domain).map_err(|reason| TlsError {
-                    file: config.source.clone(),
-                    reason: format!("tls.certificates: domain `{domain}` {reason}"),
-                    fix: "use `example.com` or `*.example.com`",
-                })?;
-                match domain.strip_prefix('*') {
-                    Some(rest) => suffix.insert(rest.to_owned(), key.clone()),
-                    None => exact.insert(domain, key.clone()),
-                };
+                by_name.insert(domain, key.clone());
             }
         }
         let default = first.ok_or_else(|| TlsError {
@@ -70,35 +53,44 @@ impl SniResolver {
             reason: "no certificate configured".into(),
             fix: "add [[tls.certificates]]",
         })?;
-        Ok(SniResolver {
-            exact,
-            suffix,
-            default,
-        })
+        Ok(Certificates { by_name, default })
     }
 
-    fn find(&self, name: &str) -> Arc<CertifiedKey> {
-        let name = name.to_ascii_lowercase();
-        if let Some(key) = self.exact.get(&name) {
-            return key.clone();
+    fn find(&self, name: Option<&str>) -> Arc<CertifiedKey> {
+        name.and_then(|name| self.by_name.get(name))
+            .unwrap_or(&self.default)
+            .clone()
+    }
+}
+
+/// Picks the certificate for a TLS handshake by its SNI name.
+pub struct SniResolver {
+    current: ArcSwap<Certificates>,
+}
+
+impl fmt::Debug for SniResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SniResolver").finish_non_exhaustive()
+    }
+}
+
+impl SniResolver {
+    /// A resolver serving `certificates`.
+    pub fn new(certificates: Certificates) -> Self {
+        Self {
+            current: ArcSwap::from_pointee(certificates),
         }
-        let mut rest = name.as_str();
-        while let Some(dot) = rest.find('.') {
-            if let Some(key) = self.suffix.get(&rest[dot..]) {
-                return key.clone();
-            }
-            rest = &rest[dot + 1..];
-        }
-        self.default.clone()
+    }
+
+    /// Serves `certificates` from the next handshake on.
+    pub fn replace(&self, certificates: Certificates) {
+        self.current.store(Arc::new(certificates));
     }
 }
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(match hello.server_name() {
-            Some(name) => self.find(name),
-            None => self.default.clone(),
-        })
+        Some(self.current.load().find(hello.server_name()))
     }
 }
 

@@ -1,10 +1,15 @@
 //! Cache-Control style directive lists (RFC 9111 section 5.2), for requests, responses and
 //! the edge-targeted fields `CDN-Cache-Control` (RFC 9213) and `Surrogate-Control`.
 //!
-//! Parsing is lenient the way RFC 9111 asks: unknown directives are ignored, quoted values
-//! are accepted where tokens are expected, a delta-seconds value that does not parse counts
-//! as 0 (so the response is stale rather than fresh forever), values beyond 2^31 saturate,
-//! and a directive given twice keeps its most restrictive (smallest) value.
+//! `Cache-Control` and `Surrogate-Control` are parsed leniently, the way RFC 9111 asks:
+//! unknown directives are ignored, quoted values are accepted where tokens are expected, a
+//! delta-seconds value that does not parse counts as 0 (so the response is stale rather
+//! than fresh forever), values beyond 2^31 saturate, and a directive given twice keeps its
+//! most restrictive (smallest) value.
+//!
+//! `CDN-Cache-Control` is a Structured Field (RFC 9213 section 2.1, RFC 9651): a field that
+//! does not parse as a Dictionary, or whose known directives have values of the wrong type,
+//! is ignored whole ([`Directives::from_structured`]).
 
 use http::HeaderMap;
 use http::header::{AsHeaderName, HeaderName};
@@ -59,6 +64,70 @@ impl Directives {
         directives
     }
 
+    /// Parses every instance of the Structured Field `name` as one Dictionary; `None` when
+    /// the field is absent, is not a valid Dictionary, or gives a known directive a value
+    /// of the wrong type (all of which mean: ignore the field).
+    pub fn from_structured(headers: &HeaderMap, name: impl AsHeaderName) -> Option<Directives> {
+        let mut lines = headers.get_all(name).iter().peekable();
+        lines.peek()?;
+        let mut text = String::new();
+        for line in lines {
+            if !text.is_empty() {
+                text.push_str(", ");
+            }
+            text.push_str(line.to_str().ok()?);
+        }
+        let dictionary: sfv::Dictionary = sfv::Parser::new(&text).parse().ok()?;
+        let mut directives = Directives {
+            present: true,
+            ..Directives::default()
+        };
+        for (key, entry) in &dictionary {
+            let sfv::ListEntry::Item(item) = entry else {
+                // Inner lists are no directive value we know; unknown names are ignored.
+                if is_known(key.as_str()) {
+                    return None;
+                }
+                continue;
+            };
+            let value = &item.bare_item;
+            let seconds = || match value {
+                sfv::BareItem::Integer(n) => {
+                    u64::try_from(i64::from(*n)).ok().map(|n| n.min(DELTA_SECONDS_MAX))
+                }
+                _ => None,
+            };
+            let flag = || match value {
+                sfv::BareItem::Boolean(b) => Some(*b),
+                _ => None,
+            };
+            let fields = || match value {
+                sfv::BareItem::Boolean(true) => Some(Vec::new()),
+                sfv::BareItem::String(list) => Some(
+                    list.as_str()
+                        .split(',')
+                        .filter_map(|f| HeaderName::try_from(f.trim()).ok())
+                        .collect(),
+                ),
+                _ => None,
+            };
+            match key.as_str() {
+                "max-age" => directives.max_age = Some(seconds()?),
+                "s-maxage" => directives.s_maxage = Some(seconds()?),
+                "stale-while-revalidate" => directives.stale_while_revalidate = Some(seconds()?),
+                "stale-if-error" => directives.stale_if_error = Some(seconds()?),
+                "no-store" => directives.no_store = flag()?,
+                "public" => directives.public = flag()?,
+                "must-revalidate" => directives.must_revalidate = flag()?,
+                "proxy-revalidate" => directives.proxy_revalidate = flag()?,
+                "no-cache" => directives.no_cache = Some(fields()?),
+                "private" => directives.private = Some(fields()?),
+                _ => {}
+            }
+        }
+        Some(directives)
+    }
+
     /// Parses one field value such as `max-age=60, no-cache="set-cookie"`.
     pub fn parse(text: &str) -> Directives {
         let mut directives = Directives {
@@ -106,6 +175,23 @@ impl Directives {
     pub fn forbids_stale(&self) -> bool {
         self.must_revalidate || self.proxy_revalidate || self.s_maxage.is_some()
     }
+}
+
+/// Whether `name` is a directive whose value type a Structured Field must respect.
+fn is_known(name: &str) -> bool {
+    matches!(
+        name,
+        "max-age"
+            | "s-maxage"
+            | "stale-while-revalidate"
+            | "stale-if-error"
+            | "no-store"
+            | "public"
+            | "must-revalidate"
+            | "proxy-revalidate"
+            | "no-cache"
+            | "private"
+    )
 }
 
 fn keep_min(slot: &mut Option<u64>, value: u64) {
@@ -248,6 +334,28 @@ mod tests {
         assert_eq!(d.min_fresh, Some(5));
         assert!(d.only_if_cached);
         assert_eq!(Directives::parse("max-stale=7").max_stale, Some(Some(7)));
+    }
+
+    #[test]
+    fn structured_fields_are_all_or_nothing() {
+        let structured = |text: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("cdn-cache-control", text.parse().unwrap());
+            Directives::from_structured(&headers, "cdn-cache-control")
+        };
+        let d = structured("max-age=600, private=\"x-a\", foobar").unwrap();
+        assert_eq!(d.max_age, Some(600));
+        assert_eq!(d.private, Some(vec![HeaderName::from_static("x-a")]));
+        assert_eq!(structured("no-store").unwrap().no_store, true);
+        assert_eq!(
+            structured("max-age=99999999999").unwrap().max_age,
+            Some(DELTA_SECONDS_MAX)
+        );
+        assert!(structured("max-age=10000, &&&&&").is_none(), "not a dictionary");
+        assert!(structured("max-age=\"10000\"").is_none(), "a string where an integer goes");
+        assert!(structured("max-age=-1").is_none(), "a negative age");
+        assert!(structured("MaX-aGe=3600").is_none(), "keys are lower-case");
+        assert!(Directives::from_structured(&HeaderMap::new(), "cdn-cache-control").is_none());
     }
 
     #[test]

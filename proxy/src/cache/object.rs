@@ -16,11 +16,10 @@ use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
 use super::policy::{CDN_CACHE_CONTROL, Freshness, SURROGATE_CONTROL};
+use crate::http::{X_CACHE, empty_body};
 
 /// Names the response's surrogate keys (space separated); never forwarded to clients.
 pub const SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
-/// Tells the client (and the guest) how the cache answered.
-pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
 /// How the cache answered one fetch; `X-Cache` and the metrics label come from this.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,13 +320,6 @@ pub fn strip_edge_fields(headers: &mut HeaderMap) {
     headers.remove(SURROGATE_KEY);
 }
 
-/// An empty body of the type guests receive.
-pub fn empty_body() -> WasiBody {
-    http_body_util::Empty::new()
-        .map_err(|never| match never {})
-        .boxed_unsync()
-}
-
 /// The field names a response varies on, lower-cased.
 fn vary_fields(headers: &HeaderMap) -> Vec<HeaderName> {
     let mut names: Vec<HeaderName> = headers
@@ -549,7 +541,7 @@ impl Body for BodyReader {
 mod tests {
     use super::*;
 
-    use crate::cache::test_headers as headers;
+    use crate::http::test_headers as headers;
 
     #[test]
     fn ranges() {

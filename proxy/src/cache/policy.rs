@@ -12,6 +12,7 @@ use http::header::{self, HeaderName};
 use http::{HeaderMap, StatusCode};
 
 use super::directives::Directives;
+use super::key::Layer;
 
 /// The edge-targeted fields this cache obeys and never forwards to clients.
 pub const CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
@@ -40,7 +41,8 @@ impl Default for Heuristics {
     }
 }
 
-/// What a guest asked of this fetch (typed WIT calls; see `host`).
+/// What a guest asked of this fetch, or of the response cache for its own answer (typed
+/// WIT calls; see `host`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Overrides {
     /// Never look up or store: go to the origin.
@@ -49,6 +51,8 @@ pub struct Overrides {
     pub ttl: Option<Duration>,
     /// Stale-while-revalidate window, whatever the origin says.
     pub stale_while_revalidate: Option<Duration>,
+    /// Stale-if-error window, whatever the origin says.
+    pub stale_if_error: Option<Duration>,
     /// Surrogate keys added to the stored object.
     pub surrogate_keys: Vec<String>,
     /// Extra text mixed into the cache key.
@@ -139,14 +143,16 @@ fn date_header(headers: &HeaderMap, name: HeaderName) -> Option<SystemTime> {
     httpdate::parse_http_date(first.to_str().ok()?.trim()).ok()
 }
 
-/// The directives that govern this cache: an edge-targeted field when present, else
-/// Cache-Control. Returns whether a targeted field was used.
+/// The directives that govern this cache: an edge-targeted field when present (and, for
+/// `CDN-Cache-Control`, a valid Structured Field), else Cache-Control. Returns whether a
+/// targeted field was used.
 pub fn governing_directives(headers: &HeaderMap) -> (Directives, bool) {
-    for field in [CDN_CACHE_CONTROL, SURROGATE_CONTROL] {
-        let targeted = Directives::from_headers(headers, field);
-        if targeted.present {
-            return (targeted, true);
-        }
+    if let Some(cdn) = Directives::from_structured(headers, CDN_CACHE_CONTROL) {
+        return (cdn, true);
+    }
+    let surrogate = Directives::from_headers(headers, SURROGATE_CONTROL);
+    if surrogate.present {
+        return (surrogate, true);
     }
     (
         Directives::from_headers(headers, header::CACHE_CONTROL),
@@ -155,7 +161,14 @@ pub fn governing_directives(headers: &HeaderMap) -> (Directives, bool) {
 }
 
 /// Judges a response received at `response_time` for a request sent at `request_time`.
+///
+/// The response layer (a guest's own answers) stores only what is explicitly meant for
+/// shared caches: an edge-targeted field, `s-maxage`, `public` with `max-age`, or the
+/// guest's `cache-response`; never a response with `Set-Cookie`, `private` or
+/// `no-store`, and nothing by heuristic.
+#[allow(clippy::too_many_arguments)]
 pub fn storability(
+    layer: Layer,
     request: RequestFacts,
     status: StatusCode,
     headers: &HeaderMap,
@@ -183,6 +196,26 @@ pub fn storability(
         return Storability::DoNotStore("request said no-store");
     }
     let (cc, targeted) = governing_directives(headers);
+    if layer == Layer::Response {
+        let plain = Directives::from_headers(headers, header::CACHE_CONTROL);
+        if headers.contains_key(header::SET_COOKIE) {
+            return Storability::DoNotStore("a guest answer with Set-Cookie is never shared");
+        }
+        for directives in [&cc, &plain] {
+            if directives.no_store || directives.private.as_ref().is_some_and(Vec::is_empty) {
+                return Storability::DoNotStore("the guest marked its answer private or no-store");
+            }
+        }
+        let explicit = overrides.ttl.is_some()
+            || targeted
+            || cc.s_maxage.is_some()
+            || (cc.public && cc.max_age.is_some());
+        if !explicit {
+            return Storability::DoNotStore(
+                "a guest answer is stored only when explicitly cacheable for shared caches",
+            );
+        }
+    }
     let initial_age = initial_age(headers, request_time, response_time);
 
     let mut freshness = Freshness {
@@ -207,10 +240,21 @@ pub fn storability(
         if let Some(swr) = overrides.stale_while_revalidate {
             freshness.stale_while_revalidate = swr;
         }
+        if let Some(sie) = overrides.stale_if_error {
+            freshness.stale_if_error = sie;
+        }
+        if layer == Layer::Response && request.authorization {
+            return Storability::DoNotStore(
+                "request had Authorization and the guest's answer does not allow sharing",
+            );
+        }
         return Storability::Store { freshness, strip };
     }
     if let Some(swr) = overrides.stale_while_revalidate {
         freshness.stale_while_revalidate = swr;
+    }
+    if let Some(sie) = overrides.stale_if_error {
+        freshness.stale_if_error = sie;
     }
     if cc.no_store {
         return Storability::DoNotStore("no-store");
@@ -247,6 +291,9 @@ pub fn storability(
         });
     freshness.lifetime = match explicit {
         Some(lifetime) => lifetime,
+        None if layer == Layer::Response => {
+            return Storability::DoNotStore("no explicit freshness for a guest answer");
+        }
         None => {
             if !(heuristically_cacheable(status) || cc.public) {
                 return Storability::DoNotStore(
@@ -290,11 +337,7 @@ fn initial_age(
     request_time: SystemTime,
     response_time: SystemTime,
 ) -> Duration {
-    let age_value = headers
-        .get(header::AGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map_or(Duration::ZERO, Duration::from_secs);
+    let age_value = age_header(headers);
     let apparent_age = date_header(headers, header::DATE)
         .and_then(|date| response_time.duration_since(date).ok())
         .unwrap_or(Duration::ZERO);
@@ -302,6 +345,24 @@ fn initial_age(
         .duration_since(request_time)
         .unwrap_or(Duration::ZERO);
     apparent_age.max(age_value + response_delay)
+}
+
+/// The `Age` a response says it has: the first member of the first `Age` line, so a list
+/// like `7200, 0` counts as 7200 (stale), not 0. Values past 2^31 saturate; a value that
+/// is not a whole number of seconds is ignored (RFC 9111 section 5.1).
+fn age_header(headers: &HeaderMap) -> Duration {
+    let Some(first) = headers
+        .get(header::AGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+    else {
+        return Duration::ZERO;
+    };
+    let text = first.trim();
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Duration::ZERO;
+    }
+    Duration::from_secs(text.parse::<u64>().unwrap_or(u64::MAX).min(1 << 31))
 }
 
 /// How a stored response may answer a request.
@@ -391,11 +452,12 @@ pub fn may_serve_on_error(
 mod tests {
     use super::*;
 
-    use crate::cache::test_headers as headers;
+    use crate::http::test_headers as headers;
 
     fn judge(pairs: &[(&str, &str)]) -> Storability {
         let now = SystemTime::now();
         storability(
+            Layer::Fetch,
             RequestFacts::default(),
             StatusCode::OK,
             &headers(pairs),
@@ -492,6 +554,7 @@ mod tests {
         let now = SystemTime::now();
         let with_auth = |cc: &str| {
             storability(
+                Layer::Fetch,
                 RequestFacts {
                     authorization: true,
                     no_store: false,
@@ -534,6 +597,7 @@ mod tests {
         );
         let now_judge = |status: u16| {
             storability(
+                Layer::Fetch,
                 RequestFacts::default(),
                 StatusCode::from_u16(status).unwrap(),
                 &headers(&[("last-modified", &lm), ("date", &date)]),
@@ -552,6 +616,7 @@ mod tests {
     fn age_is_subtracted() {
         let now = SystemTime::now();
         let Storability::Store { freshness, .. } = storability(
+            Layer::Fetch,
             RequestFacts::default(),
             StatusCode::OK,
             &headers(&[("cache-control", "max-age=100"), ("age", "90")]),
@@ -631,9 +696,67 @@ mod tests {
     }
 
     #[test]
+    fn an_age_list_counts_its_first_member_and_junk_is_ignored() {
+        let age = |value: &str| age_header(&headers(&[("age", value)]));
+        assert_eq!(age("7200, 0"), Duration::from_secs(7200));
+        assert_eq!(age("0, 7200"), Duration::ZERO);
+        assert_eq!(age("abc"), Duration::ZERO);
+        assert_eq!(age("-7200"), Duration::ZERO);
+        assert_eq!(age("7200.0"), Duration::ZERO);
+        assert_eq!(age("2147483649"), Duration::from_secs(1 << 31));
+        let two = headers(&[("age", "7200"), ("age", "0")]);
+        assert_eq!(age_header(&two), Duration::from_secs(7200), "the first line counts");
+    }
+
+    #[test]
+    fn an_invalid_cdn_cache_control_falls_back_to_cache_control() {
+        for cdn in ["max-age=10000, &&&&&", "max-age=\"10000\""] {
+            assert_eq!(
+                lifetime(&[("cdn-cache-control", cdn), ("cache-control", "no-store")]),
+                None,
+                "{cdn}"
+            );
+        }
+    }
+
+    #[test]
+    fn guest_answers_are_stored_only_when_explicitly_shared() {
+        let now = SystemTime::now();
+        let judge = |pairs: &[(&str, &str)], ttl: Option<u64>| {
+            let overrides = Overrides {
+                ttl: ttl.map(Duration::from_secs),
+                ..Overrides::default()
+            };
+            matches!(
+                storability(
+                    Layer::Response,
+                    RequestFacts::default(),
+                    StatusCode::OK,
+                    &headers(pairs),
+                    now,
+                    now,
+                    &overrides,
+                    &Heuristics::default(),
+                ),
+                Storability::Store { .. }
+            )
+        };
+        assert!(!judge(&[("cache-control", "max-age=60")], None), "max-age alone");
+        assert!(judge(&[("cache-control", "public, max-age=60")], None));
+        assert!(judge(&[("cache-control", "s-maxage=60")], None));
+        assert!(judge(&[("cdn-cache-control", "max-age=60")], None));
+        assert!(judge(&[], Some(60)), "cache-response");
+        assert!(!judge(&[("last-modified", "Mon, 01 Jan 2024 00:00:00 GMT")], None));
+        assert!(!judge(&[("cache-control", "public, max-age=60"), ("set-cookie", "a=b")], None));
+        assert!(!judge(&[("cache-control", "private")], Some(60)));
+        assert!(!judge(&[("cache-control", "no-store")], Some(60)));
+    }
+
+    #[test]
     fn guest_ttl_overrides_origin() {
         let now = SystemTime::now();
         let result = storability(
+            Layer::Fetch,
             RequestFacts::default(),
             StatusCode::OK,
             &headers(&[("cache-control", "private, no-store")]),

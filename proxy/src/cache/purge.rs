@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::key::CacheKey;
 use super::object::Object;
 
 /// What to purge. Every target but `All` is scoped to one service: tenants never purge
@@ -15,8 +16,8 @@ pub enum PurgeTarget {
     All,
     /// Every object of one service.
     Service(String),
-    /// Every variant stored under one cache key (see [`super::primary_key`]).
-    Key(String),
+    /// Every variant stored under these keys (a URL in each layer, for a purge by URL).
+    Keys(Vec<CacheKey>),
     /// Every object of `service` tagged with surrogate key `key`.
     SurrogateKey {
         /// The owning service.
@@ -27,15 +28,14 @@ pub enum PurgeTarget {
 }
 
 impl PurgeTarget {
-    /// Whether an object stored under `primary` is covered by this purge.
-    pub fn covers(&self, primary: &str, object: &Object) -> bool {
+    /// Whether an object stored under `key` is covered by this purge.
+    pub fn covers(&self, key: &CacheKey, object: &Object) -> bool {
         match self {
             PurgeTarget::All => true,
-            PurgeTarget::Service(service) => super::key_service(primary) == service,
-            PurgeTarget::Key(key) => primary == key,
-            PurgeTarget::SurrogateKey { service, key } => {
-                super::key_service(primary) == service
-                    && object.surrogate_keys.iter().any(|k| k == key)
+            PurgeTarget::Service(service) => key.service() == service,
+            PurgeTarget::Keys(keys) => keys.contains(key),
+            PurgeTarget::SurrogateKey { service, key: tag } => {
+                key.service() == service && object.surrogate_keys.iter().any(|k| k == tag)
             }
         }
     }
@@ -67,8 +67,8 @@ impl PurgeLog {
         }
     }
 
-    /// Whether a fill that started at `since` may store `object` under `primary`.
-    pub fn allows(&self, since: u64, primary: &str, object: &Object) -> bool {
+    /// Whether a fill that started at `since` may store `object` under `key`.
+    pub fn allows(&self, since: u64, key: &CacheKey, object: &Object) -> bool {
         if self.seq() == since {
             return true;
         }
@@ -83,6 +83,6 @@ impl PurgeLog {
         !recent
             .iter()
             .filter(|(seq, _)| *seq > since)
-            .any(|(_, target)| target.covers(primary, object))
+            .any(|(_, target)| target.covers(key, object))
     }
 }

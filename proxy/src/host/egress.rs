@@ -1,18 +1,19 @@
-//! What guests may call beyond computing: outgoing HTTP to named backends, through the
+//! What guests may reach beyond computing: outgoing HTTP to named backends, through the
 //! edge cache.
 //!
 //! Every `wasi:http/outgoing-handler.handle` a guest makes lands in
 //! [`EdgeHooks::send_request`]. The request's authority must name one of the service's
 //! configured backends, or a host on its `dynamic_backends` allow-list; anything else fails
-//! with `HTTP-request-denied`, which the guest sees as a typed error. The host never connects anywhere the config did not name, and a request
-//! may make at most `limits.max_backend_requests` fetches. Allowed fetches go through the
-//! [`EdgeCache`] (unless the guest passes), which decides whether the origin is reached.
+//! with `HTTP-request-denied`, which the guest sees as a typed error. The host never
+//! connects anywhere the config did not name, and a request may make at most
+//! `limits.max_backend_requests` fetches. Allowed fetches go through the [`EdgeCache`]
+//! (unless the guest passes), which decides whether the origin is reached.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -23,9 +24,17 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 
 use crate::backend::Backend;
 use crate::cache::{CacheState, EdgeCache, Overrides};
+use crate::host_pattern::{HostPattern, HostSet, normalize_host};
+use crate::metrics::BackendMetrics;
 
-/// The named backends of one service.
+/// The named backends of one service, by lower-case name.
 pub type Backends = BTreeMap<String, Arc<Backend>>;
+
+/// Chunks of a guest's response body buffered between the guest and the client: enough
+/// that writing a small body never parks the guest, bounded by [`BODY_CHUNK_BYTES`] each.
+const BODY_BUFFER_CHUNKS: usize = 4;
+/// Largest single write a guest may make to a body stream.
+const BODY_CHUNK_BYTES: usize = 64 * 1024;
 
 /// What the guest may learn about its request beyond HTTP (the `request-info` import).
 #[derive(Debug, Default, Clone)]
@@ -34,8 +43,8 @@ pub struct RequestInfo {
     pub client_ip: Option<std::net::IpAddr>,
     /// `HTTP/1.1` or `HTTP/2`.
     pub http_version: &'static str,
-    /// TLS details, when over TLS.
-    pub tls: Option<TlsInfo>,
+    /// TLS details, when over TLS (shared by every request of the connection).
+    pub tls: Option<Arc<TlsInfo>>,
     /// The node's POP name.
     pub pop: Arc<str>,
 }
@@ -75,9 +84,10 @@ pub struct Grants {
 /// guest fetches `http://HOST[:PORT]/...` directly, and each origin gets a pooled backend
 /// with default timeouts, made once and kept (at most [`DynamicBackends::KEPT`]).
 pub struct DynamicBackends {
-    allow: Vec<String>,
-    made: std::sync::Mutex<BTreeMap<String, Arc<Backend>>>,
-    metrics: Arc<crate::metrics::Metrics>,
+    allow: HostSet,
+    described: String,
+    made: Mutex<BTreeMap<String, Arc<Backend>>>,
+    metrics: BackendMetrics,
     service: Arc<str>,
 }
 
@@ -85,43 +95,33 @@ impl DynamicBackends {
     /// How many dynamic origins keep their connection pools.
     pub const KEPT: usize = 256;
 
-    /// Allows the hosts matching `allow` (`example.com`, `*.example.com`, an IP, or `*`).
-    pub fn new(
-        service: Arc<str>,
-        allow: Vec<String>,
-        metrics: Arc<crate::metrics::Metrics>,
-    ) -> Self {
+    /// Allows the hosts matching `allow`; their fetches count into `metrics`.
+    pub fn new(service: Arc<str>, allow: &[HostPattern], metrics: BackendMetrics) -> Self {
+        let described = if allow.is_empty() {
+            "none".to_owned()
+        } else {
+            allow
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         Self {
-            allow,
-            made: Default::default(),
+            allow: HostSet::of(allow),
+            described,
+            made: Mutex::default(),
             metrics,
             service,
         }
     }
 
-    fn allows(&self, host: &str) -> bool {
-        self.allow.iter().any(|pattern| {
-            pattern == "*"
-                || pattern == host
-                || pattern
-                    .strip_prefix("*.")
-                    .is_some_and(|suffix| host.ends_with(&format!(".{suffix}")))
-        })
-    }
-
-    fn describe(&self) -> String {
-        if self.allow.is_empty() {
-            "none".into()
-        } else {
-            self.allow.join(", ")
-        }
-    }
-
     /// The backend for `uri`'s origin when its host is allowed.
     pub fn backend_for(&self, uri: &http::Uri) -> Option<Arc<Backend>> {
-        let host = uri.host()?.to_ascii_lowercase();
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if !self.allows(host) {
+        if self.allow.is_empty() {
+            return None;
+        }
+        let host = normalize_host(uri.host()?);
+        if !self.allow.allows(&host) {
             return None;
         }
         let origin = format!(
@@ -133,9 +133,7 @@ impl DynamicBackends {
         if let Some(backend) = made.get(&origin) {
             return Some(backend.clone());
         }
-        let config = crate::config::BackendConfig::from_url(origin.clone());
-        let metrics = self.metrics.backend(&self.service, "dynamic");
-        let backend = match Backend::new(&origin, &config, std::path::Path::new("."), metrics) {
+        let backend = match Backend::for_origin(&origin, self.metrics.clone()) {
             Ok(backend) => Arc::new(backend),
             Err(error) => {
                 tracing::warn!(service = %self.service, "dynamic backend {origin}: {error}");
@@ -159,7 +157,7 @@ pub struct ServiceStores {
 }
 
 /// What one request's backend fetches cost and how the cache answered them; shared between
-/// the guest's hooks and the server, which reports it in Server-Timing and the access log.
+/// the guest's hooks and the pipeline, which reports it in Server-Timing and the access log.
 #[derive(Debug, Default)]
 pub struct FetchStats {
     origin_ns: AtomicU64,
@@ -190,6 +188,10 @@ impl FetchStats {
     }
 }
 
+/// Where a guest's `cache-response` call leaves its instructions for the response cache
+/// (shared between the request's hooks and the pipeline that stores the answer).
+pub type ResponsePolicy = Arc<Mutex<Option<Overrides>>>;
+
 /// Per-request egress policy, stored in the guest's `Store`.
 pub struct EdgeHooks {
     grants: Arc<Grants>,
@@ -199,6 +201,9 @@ pub struct EdgeHooks {
     stats: Arc<FetchStats>,
     /// Cache instructions for the next fetch (set through the guest's typed cache calls).
     pub next_overrides: Overrides,
+    /// Where the guest's instructions for caching its own answer go, when the service's
+    /// response cache covers this request.
+    pub response_policy: Option<ResponsePolicy>,
     /// Simple-cache key locks this request holds (`get-or-lock`), released when it ends.
     held_locks: Vec<String>,
     /// Set when the guest goes away without ending cleanly (trap, deadline, abort); the
@@ -223,6 +228,7 @@ impl EdgeHooks {
             info,
             stats,
             next_overrides: Overrides::default(),
+            response_policy: None,
             held_locks: Vec::new(),
             guest_failed: Arc::default(),
             ended_cleanly: false,
@@ -249,16 +255,6 @@ impl EdgeHooks {
         &self.grants
     }
 
-    /// The service's config store and secrets.
-    pub fn stores(&self) -> &ServiceStores {
-        &self.grants.stores
-    }
-
-    /// The edge cache, when the node has one.
-    pub fn cache(&self) -> Option<std::sync::Arc<EdgeCache>> {
-        self.grants.cache.clone()
-    }
-
     /// Remembers a simple-cache key lock this request holds, to release when it ends.
     pub fn hold_lock(&mut self, key: String) {
         self.held_locks.push(key);
@@ -274,7 +270,7 @@ impl EdgeHooks {
 
     fn unlock(&self, key: &str) {
         if let Some(cache) = &self.grants.cache {
-            cache.value_unlock(&self.grants.service, key);
+            cache.values().unlock(&self.grants.service, key);
         }
     }
 
@@ -299,12 +295,8 @@ impl WasiHttpHooks for EdgeHooks {
         _options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
-        let name = request
-            .uri()
-            .host()
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        let backend = match self.grants.backends.get(&name) {
+        let name = normalize_host(request.uri().host().unwrap_or_default());
+        let backend = match self.grants.backends.get(name.as_ref()) {
             Some(backend) => Some(backend.clone()),
             None => self.grants.dynamic.backend_for(request.uri()),
         };
@@ -314,7 +306,7 @@ impl WasiHttpHooks for EdgeHooks {
                 request_id = %self.request_id,
                 "guest fetch to `{name}` denied: not a backend of this service (configured: {}; dynamic hosts allowed: {})",
                 self.grants.backends.keys().cloned().collect::<Vec<_>>().join(", "),
-                self.grants.dynamic.describe()
+                self.grants.dynamic.described
             );
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         };
@@ -369,6 +361,14 @@ impl WasiHttpHooks for EdgeHooks {
 
     fn default_scheme(&mut self) -> Option<http::uri::Scheme> {
         Some(http::uri::Scheme::HTTP)
+    }
+
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        BODY_BUFFER_CHUNKS
+    }
+
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        BODY_CHUNK_BYTES
     }
 }
 

@@ -3,34 +3,25 @@
 //!
 //! - `outpost:edge/config`: the service's config store and secrets (read-only; secret
 //!   values are handed to the guest and never logged);
-//! - `outpost:edge/cache`: typed cache control;
+//! - `outpost:edge/cache`: typed cache control for fetches and for the guest's own answer;
 //! - `outpost:edge/request-info`: client IP, HTTP version, TLS, request id, POP name;
 //! - `outpost:edge/rate`: the node's rate counters ([`crate::counters`]), per service;
 //! - `outpost:edge/geo`: client geolocation ([`crate::geo`]), when the node has a database.
 //!
 //! `set-next-fetch` stores [`Overrides`] in the request's hooks; the next
-//! `outgoing-handler.handle` takes them (see [`crate::host`]). The simple value cache and
-//! purges are scoped to the guest's own service, so tenants never see or purge each other's
-//! objects. A key lock taken by `get-or-lock` is released by `insert`, or when the request
-//! ends, so a guest that dies while computing never blocks the key.
+//! `outgoing-handler.handle` takes them (see [`super::egress`]). `cache-response` leaves
+//! them where the response cache picks them up when it stores the answer. The simple value
+//! cache and purges are scoped to the guest's own service, so tenants never see or purge
+//! each other's objects. A key lock taken by `get-or-lock` is released by `insert`, or
+//! when the request ends, so a guest that dies while computing never blocks the key.
 
 use std::time::Duration;
 
+use super::EdgeHooks;
 use crate::cache::{Overrides, PurgeTarget, ValueLookup};
-use crate::host::EdgeHooks;
 
-/// Host bindings generated from the SDK's WIT (world `imports`: Outpost's own imports only).
-#[allow(missing_docs)]
-mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../sdk/wit",
-        world: "outpost:edge/imports",
-        imports: { default: async },
-    });
-}
-
-use bindings::outpost::edge::cache::{FetchOptions, Host, Lookup};
-use bindings::outpost::edge::{config, geo, rate, request_info};
+use crate::wit::outpost::edge::cache::{FetchOptions, Host, Lookup, ResponseOptions};
+use crate::wit::outpost::edge::{config, geo, rate, request_info};
 
 /// Adds every Outpost import to `linker`, reaching the hooks through `hooks`.
 pub fn add_to_linker<T: Send + 'static>(
@@ -38,7 +29,7 @@ pub fn add_to_linker<T: Send + 'static>(
     hooks: fn(&mut T) -> &mut EdgeHooks,
 ) -> wasmtime::Result<()> {
     use wasmtime::component::HasSelf;
-    bindings::outpost::edge::cache::add_to_linker::<T, HasSelf<EdgeHooks>>(linker, hooks)?;
+    crate::wit::outpost::edge::cache::add_to_linker::<T, HasSelf<EdgeHooks>>(linker, hooks)?;
     config::add_to_linker::<T, HasSelf<EdgeHooks>>(linker, hooks)?;
     rate::add_to_linker::<T, HasSelf<EdgeHooks>>(linker, hooks)?;
     geo::add_to_linker::<T, HasSelf<EdgeHooks>>(linker, hooks)?;
@@ -80,30 +71,18 @@ impl geo::Host for EdgeHooks {
             Some(text) => text.trim().parse().ok()?,
             None => self.info().client_ip?,
         };
-        let found = db.lookup(ip)?;
-        Some(geo::Location {
-            country_code: found.country_code,
-            country_name: found.country_name,
-            continent_code: found.continent_code,
-            region: found.region,
-            city: found.city,
-            postal_code: found.postal_code,
-            latitude: found.latitude,
-            longitude: found.longitude,
-            time_zone: found.time_zone,
-            asn: found.asn,
-            as_org: found.as_org,
-        })
+        db.lookup(ip)
     }
 }
 
 impl config::Host for EdgeHooks {
     async fn get(&mut self, key: String) -> Option<String> {
-        self.stores().config.get(&key).cloned()
+        self.grants().stores.config.get(&key).cloned()
     }
 
     async fn secret(&mut self, key: String) -> Option<String> {
-        self.stores()
+        self.grants()
+            .stores
             .secrets
             .get(&key)
             .map(|s| s.expose().to_owned())
@@ -116,14 +95,30 @@ impl Host for EdgeHooks {
             pass: options.pass,
             ttl: options.ttl_ms.map(Duration::from_millis),
             stale_while_revalidate: options.stale_while_revalidate_ms.map(Duration::from_millis),
+            stale_if_error: None,
             surrogate_keys: options.surrogate_keys,
             key_extra: options.key_extra,
         };
     }
 
+    async fn cache_response(&mut self, options: ResponseOptions) {
+        if let Some(policy) = &self.response_policy {
+            *policy.lock().expect("response policy lock") = Some(Overrides {
+                pass: false,
+                ttl: Some(Duration::from_millis(options.ttl_ms)),
+                stale_while_revalidate: options
+                    .stale_while_revalidate_ms
+                    .map(Duration::from_millis),
+                stale_if_error: options.stale_if_error_ms.map(Duration::from_millis),
+                surrogate_keys: options.surrogate_keys,
+                key_extra: None,
+            });
+        }
+    }
+
     async fn get(&mut self, key: String) -> Option<Vec<u8>> {
-        let cache = self.cache()?;
-        cache.value_get(self.service(), &key).map(|v| v.to_vec())
+        let cache = self.grants().cache.clone()?;
+        cache.values().get(self.service(), &key).map(|v| v.to_vec())
     }
 
     async fn insert(
@@ -133,8 +128,8 @@ impl Host for EdgeHooks {
         ttl_ms: u64,
         surrogate_keys: Vec<String>,
     ) {
-        if let Some(cache) = self.cache() {
-            cache.value_insert(
+        if let Some(cache) = self.grants().cache.clone() {
+            cache.values().insert(
                 self.service(),
                 &key,
                 value.into(),
@@ -146,11 +141,11 @@ impl Host for EdgeHooks {
     }
 
     async fn get_or_lock(&mut self, key: String, wait_ms: u32) -> Lookup {
-        let Some(cache) = self.cache() else {
+        let Some(cache) = self.grants().cache.clone() else {
             return Lookup::Compute;
         };
         let wait = Duration::from_millis(u64::from(wait_ms));
-        match cache.value_get_or_lock(self.service(), &key, wait).await {
+        match cache.values().get_or_lock(self.service(), &key, wait).await {
             ValueLookup::Hit(value) => Lookup::Hit(value.to_vec()),
             ValueLookup::Locked => {
                 self.hold_lock(key);
@@ -161,7 +156,7 @@ impl Host for EdgeHooks {
     }
 
     async fn purge_surrogate_key(&mut self, key: String, soft: bool) -> u32 {
-        let Some(cache) = self.cache() else {
+        let Some(cache) = self.grants().cache.clone() else {
             return 0;
         };
         let target = PurgeTarget::SurrogateKey {

@@ -1,730 +1,467 @@
-//! The front end: pingora accepts HTTP/1.1, h2c and TLS (HTTP/2 by ALPN), the Host header
-//! picks a service, and the request streams into a fresh guest while its response streams
-//! back to the client.
+//! The front end: pingora accepts connections (TCP, and TLS with the certificate picked by
+//! SNI and HTTP/2 chosen by ALPN); hyper speaks HTTP/1.1 and HTTP/2 on them (h2c by prior
+//! knowledge on plaintext listeners); every request goes to the site's one request
+//! pipeline ([`crate::service::Site::handle`]).
 //!
 //! Promises:
-//! - A request for a host no service claims gets a 404 from the node itself.
-//! - Request heads over `server.max_header_bytes` get 431, bodies over the service's
-//!   `max_request_body_bytes` get 413, malformed HTTP gets 400 (or the connection closed).
-//! - A guest failure before its response head is a 5xx for that request only (504 for the
-//!   deadline); after the head, the response is cut off rather than made to look complete.
-//! - Every response carries `x-outpost-request-id`, the id the node's log lines use.
+//! - **Every connection state has a deadline** ([`conn`]): the protocol preface and each
+//!   request head `server.header_timeout_ms`, idle keep-alive `keepalive_timeout_secs`,
+//!   each write `write_timeout_secs`, the TLS handshake 60 s (pingora's).
+//! - **Malformed HTTP is refused by the codec** before anything routes on it: heads over
+//!   `server.max_header_bytes` get 431 (counted while they arrive), anything hyper cannot
+//!   parse 400, and the connection closes. An answer sent before the request body was read
+//!   whole closes the connection too, so no byte of a body is ever taken for a request.
+//! - **Bounded connections**: at most `server.max_connections` per listener (and
+//!   `max_connections_per_ip` per client address, when set); more are closed at once and
+//!   counted in `outpost_connections_refused_total`.
+//! - **Clients that leave take their work with them**: dropping a request (client closed,
+//!   HTTP/2 `RST_STREAM`) drops its guest. An HTTP/2 client that keeps resetting streams
+//!   it just opened gets GOAWAY, as nginx and Envoy do since the rapid-reset advisories.
+//! - **Drain**: on shutdown, HTTP/1 connections finish their request and close, HTTP/2
+//!   connections get GOAWAY and finish their streams.
+
+pub(crate) mod conn;
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
-use http_body_util::BodyExt;
-use pingora_core::apps::{
-    HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream, ServerApp,
-};
-use pingora_core::protocols::Stream;
-use pingora_core::protocols::http::ServerSession;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use pingora_core::apps::ServerApp;
+use pingora_core::protocols::{ALPN, Stream};
 use pingora_core::server::ShutdownWatch;
-use pingora_http::{RequestHeader, ResponseHeader};
-use wasmtime_wasi_http::{Error as HttpError, WasiBody};
+use tokio::sync::Notify;
+use wasmtime_wasi_http::Error as HttpError;
 
-use crate::access_log::{AccessLog, AccessRecord};
-use crate::backend::strip_hop_by_hop;
-use crate::config::{LimitsConfig, ServerConfig};
-use crate::host::{EdgeHooks, FetchStats, Grants, RequestInfo, TlsInfo};
-use crate::metrics::{Metrics, ServiceMetrics};
-use crate::runtime::{Guest, GuestDone, GuestFailure, GuestResponse, Runtime};
+use crate::config::ServerConfig;
+use crate::host::TlsInfo;
+use crate::metrics::ListenerMetrics;
 use crate::tls::ClientSni;
+use conn::{ConnIo, ConnState, Deadlines, Sniffed};
 
-/// The response header that carries the request id.
-pub const REQUEST_ID_HEADER: &str = "x-outpost-request-id";
+/// A stream reset counts as premature when the client resets it this soon after opening it.
+const PREMATURE_RESET: Duration = Duration::from_secs(1);
+/// An HTTP/2 connection gets GOAWAY once at least this many of its streams were reset
+/// prematurely, and they are at least half of the streams it opened.
+const PREMATURE_RESETS_TOLERATED: u32 = 50;
+/// How long a connection told to go away (abuse, drain) may take to finish its streams.
+const GOAWAY_GRACE: Duration = Duration::from_secs(5);
+/// HTTP/2 PING interval and timeout for connections whose peer went silent.
+const H2_KEEPALIVE: Duration = Duration::from_secs(20);
 
-/// `Server-Timing` (W3C), shown by browsers' dev tools, in milliseconds: `edge` is the time
-/// until the guest's response head, `instantiate` the time to a ready guest instance, and
-/// `origin` the time spent waiting for backend response heads.
-const SERVER_TIMING: &str = "server-timing";
-
-/// One service as the front end sees it: a guest, its limits and its backends.
-pub struct Service {
-    /// The service's name from the config.
-    pub name: Arc<str>,
-    /// The compiled guest.
-    /// The compiled guest; swapped in place when `--watch` sees a new build.
-    pub guest: arc_swap::ArcSwap<Guest>,
-    /// Per-request limits.
-    pub limits: LimitsConfig,
-    /// What its guests may reach: backends, cache, stores.
-    pub grants: Arc<Grants>,
-    /// Whether responses carry a `Server-Timing` header.
-    pub server_timing: bool,
-    /// This service's metric handles.
-    pub metrics: ServiceMetrics,
+/// Connection-level settings, from `[server]`; part of the loaded site, so a reload
+/// changes them for new connections.
+#[derive(Debug, Clone)]
+pub struct ConnSettings {
+    deadlines: Deadlines,
+    max_header_bytes: usize,
+    h2_max_concurrent_streams: u32,
+    max_connections: usize,
+    max_connections_per_ip: usize,
+    h2c: bool,
 }
 
-/// Maps a request's host to its service: exact names first, then the longest wildcard
-/// suffix (`*.example.com` matches any depth below `example.com`), then `*`.
-pub struct Router<T = Arc<Service>> {
-    exact: HashMap<String, T>,
-    suffix: HashMap<String, T>,
-    any: Option<T>,
-}
-
-impl<T> Default for Router<T> {
-    fn default() -> Self {
+impl ConnSettings {
+    /// The settings `config` describes.
+    pub fn new(config: &ServerConfig) -> Self {
         Self {
-            exact: HashMap::new(),
-            suffix: HashMap::new(),
-            any: None,
-        }
-    }
-}
-
-impl<T> Router<T> {
-    /// Routes `domain` (already normalised by the config) to `service`.
-    pub fn add(&mut self, domain: &str, service: T) {
-        if domain == "*" {
-            self.any = Some(service);
-        } else if let Some(suffix) = domain.strip_prefix('*') {
-            self.suffix.insert(suffix.to_owned(), service);
-        } else {
-            self.exact.insert(domain.to_owned(), service);
-        }
-    }
-
-    /// The service for `host` (lower-case, without port), if any.
-    pub fn lookup(&self, host: &str) -> Option<&T> {
-        if let Some(service) = self.exact.get(host) {
-            return Some(service);
-        }
-        let mut rest = host;
-        while let Some(dot) = rest.find('.') {
-            if let Some(service) = self.suffix.get(&rest[dot..]) {
-                return Some(service);
-            }
-            rest = &rest[dot + 1..];
-        }
-        self.any.as_ref()
-    }
-}
-
-/// Request ids: a random per-process prefix and a counter, cheap and unique enough to grep.
-struct RequestIds {
-    prefix: u32,
-    counter: AtomicU64,
-}
-
-impl RequestIds {
-    fn new() -> Self {
-        let prefix = std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish() as u32;
-        Self {
-            prefix,
-            counter: AtomicU64::new(1),
-        }
-    }
-
-    fn next(&self) -> Arc<str> {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        format!("{:08x}{:08x}", self.prefix, n).into()
-    }
-}
-
-/// What the node learns about one request while serving it: the access log line and the
-/// metrics are made from this.
-struct Exchange {
-    request_id: Arc<str>,
-    started: Instant,
-    service: Option<Arc<Service>>,
-    host: String,
-    status: u16,
-    bytes_in: u64,
-    bytes_out: u64,
-    guest: Option<Duration>,
-    instantiate: Option<Duration>,
-    /// Backend fetch timings and cache results (shared with the guest's hooks).
-    fetches: Arc<FetchStats>,
-}
-
-/// Decrements a gauge when dropped, so cancelled work is counted out too.
-struct GaugeGuard(prometheus::IntGauge);
-
-impl GaugeGuard {
-    fn new(gauge: &prometheus::IntGauge) -> Self {
-        gauge.inc();
-        Self(gauge.clone())
-    }
-}
-
-impl Drop for GaugeGuard {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
-
-/// The pingora application that serves every listener.
-pub struct EdgeApp {
-    router: Router,
-    runtime: Arc<Runtime>,
-    limits: ServerConfig,
-    options: HttpServerOptions,
-    ids: RequestIds,
-    metrics: Arc<Metrics>,
-    access_log: Option<AccessLog>,
-    pop: Arc<str>,
-}
-
-impl EdgeApp {
-    /// An app routing with `router`, running guests on `runtime`, counting into `metrics`
-    /// and writing `access_log` when there is one.
-    pub fn new(
-        router: Router,
-        runtime: Arc<Runtime>,
-        limits: ServerConfig,
-        metrics: Arc<Metrics>,
-        access_log: Option<AccessLog>,
-    ) -> Self {
-        let mut options = HttpServerOptions::default();
-        options.h2c = true;
-        let pop = limits.pop.as_str().into();
-        Self {
-            router,
-            runtime,
-            limits,
-            options,
-            ids: RequestIds::new(),
-            pop,
-            metrics,
-            access_log,
-        }
-    }
-
-    /// Serves one request; returns whether the connection may be reused.
-    async fn serve(&self, session: &mut ServerSession, ex: &mut Exchange) -> bool {
-        let head = session.req_header();
-        if head_size(head) > self.limits.max_header_bytes {
-            return refuse(session, ex, 431, "request header fields too large\n").await;
-        }
-        let Some((host, authority)) = request_host(head) else {
-            return refuse(session, ex, 400, "request has no Host\n").await;
-        };
-        ex.host = host;
-        let Some(service) = self.router.lookup(&ex.host).cloned() else {
-            let _ = session.drain_request_body().await;
-            let text = format!("no service is configured for host `{}`\n", ex.host);
-            return respond(session, ex, 404, &text).await;
-        };
-        ex.service = Some(service.clone());
-        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-        let scheme = if tls {
-            http::uri::Scheme::HTTPS
-        } else {
-            http::uri::Scheme::HTTP
-        };
-        let head = session.req_header();
-        let path = head.uri.path_and_query().map_or("/", |p| p.as_str());
-        let Ok(uri) = http::Uri::builder()
-            .scheme(scheme.clone())
-            .authority(authority.as_str())
-            .path_and_query(path)
-            .build()
-        else {
-            return refuse(session, ex, 400, "malformed request target\n").await;
-        };
-        let mut builder = http::Request::builder()
-            .method(head.method.clone())
-            .uri(uri);
-        if let Some(headers) = builder.headers_mut() {
-            *headers = head.headers.clone();
-            strip_hop_by_hop(headers);
-        }
-
-        let has_body = !session.is_body_empty();
-        let (mut body_tx, body): (_, WasiBody) = if has_body {
-            let (tx, rx) = http_body_util::channel::Channel::<Bytes, HttpError>::new(2);
-            (Some(tx), rx.boxed_unsync())
-        } else {
-            (None, crate::cache::object::empty_body())
-        };
-        let Ok(request) = builder.body(body) else {
-            return refuse(session, ex, 400, "malformed request\n").await;
-        };
-
-        let hooks = EdgeHooks::new(
-            service.grants.clone(),
-            ex.request_id.clone(),
-            RequestInfo {
-                client_ip: session
-                    .client_addr()
-                    .and_then(|a| a.as_inet())
-                    .map(|a| a.ip()),
-                http_version: if session.is_http2() {
-                    "HTTP/2"
-                } else {
-                    "HTTP/1.1"
-                },
-                tls: session
-                    .digest()
-                    .and_then(|d| d.ssl_digest.as_ref())
-                    .map(|t| TlsInfo {
-                        protocol: t.version.to_string(),
-                        cipher: t.cipher.to_string(),
-                        sni: t.extension.get::<ClientSni>().map(|s| s.0.clone()),
-                    }),
-                pop: self.pop.clone(),
+            deadlines: Deadlines {
+                header: Duration::from_millis(config.header_timeout_ms),
+                keepalive: Duration::from_secs(config.keepalive_timeout_secs),
+                write: Duration::from_secs(config.write_timeout_secs),
             },
-            ex.fetches.clone(),
-        );
-        // This request keeps the version it started with, even if `--watch` swaps it.
-        let guest = service.guest.load_full();
-        let start = self
-            .runtime
-            .start(&guest, &service.limits, hooks, request, scheme);
-        tokio::pin!(start);
-
-        // Feed the request body to the guest until it answers.
-        let mut body_complete = !has_body;
-        let outcome = loop {
-            let Some(tx) = body_tx.as_mut() else {
-                break start.as_mut().await;
-            };
-            tokio::select! {
-                biased;
-                outcome = start.as_mut() => break outcome,
-                chunk = session.read_request_body() => match chunk {
-                    Ok(Some(data)) => {
-                        ex.bytes_in += data.len() as u64;
-                        if ex.bytes_in > service.limits.max_request_body_bytes {
-                            if let Some(tx) = body_tx.take() {
-                                tx.abort(HttpError::HttpRequestBodySize(Some(ex.bytes_in)));
-                            }
-                            let text = format!("request body exceeds {} bytes\n", service.limits.max_request_body_bytes);
-                            return refuse(session, ex, 413, &text).await;
-                        }
-                        tokio::select! {
-                            biased;
-                            outcome = start.as_mut() => break outcome,
-                            sent = tx.send_data(data) => if sent.is_err() {
-                                // The guest dropped the body; keep reading so the connection stays usable.
-                                body_tx = None;
-                            },
-                        }
-                    }
-                    Ok(None) => {
-                        body_tx = None;
-                        body_complete = true;
-                    }
-                    Err(e) => {
-                        tracing::debug!(service = %service.name, request_id = %ex.request_id, "reading the request body failed: {e}");
-                        if let Some(tx) = body_tx.take() {
-                            tx.abort(HttpError::HttpRequestBodySize(Some(ex.bytes_in)));
-                        }
-                        ex.status = 499;
-                        return false;
-                    }
-                },
-            }
-        };
-        if let Some(tx) = body_tx.take() {
-            // The guest answered before the whole body arrived; it will not see more.
-            tx.abort(HttpError::ConnectionTerminated);
-        }
-
-        match outcome {
-            Err(done) => {
-                ex.guest = Some(done.lived);
-                ex.instantiate = done.instantiate;
-                let failure = done
-                    .outcome
-                    .clone()
-                    .err()
-                    .unwrap_or(GuestFailure::NoResponse);
-                guest_failed(&service, ex, &failure, &done);
-                let text = format!(
-                    "{} (request id {})\n",
-                    failure_message(&failure),
-                    ex.request_id
-                );
-                respond(session, ex, failure.status(), &text).await && body_complete
-            }
-            Ok(response) => {
-                self.stream_response(session, &service, ex, response).await && body_complete
-            }
-        }
-    }
-
-    /// Writes the guest's response head and streams its body. Returns false when the
-    /// response could not be completed (the connection must then close, cutting the body).
-    async fn stream_response(
-        &self,
-        session: &mut ServerSession,
-        service: &Service,
-        ex: &mut Exchange,
-        response: GuestResponse,
-    ) -> bool {
-        let head_ready = ex.started.elapsed();
-        let GuestResponse {
-            response,
-            invocation,
-        } = response;
-        ex.instantiate = invocation.instantiate;
-        let (parts, mut body) = response.into_parts();
-        ex.status = parts.status.as_u16();
-        let mut headers = parts.headers;
-        strip_hop_by_hop(&mut headers);
-        let Ok(mut head) = ResponseHeader::build(parts.status, Some(headers.len() + 3)) else {
-            return false;
-        };
-        for (name, value) in headers.iter() {
-            let _ = head.append_header(name.clone(), value.clone());
-        }
-        let _ = head.insert_header(REQUEST_ID_HEADER, ex.request_id.as_ref());
-        if service.server_timing {
-            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-            let mut timing = format!("edge;dur={:.3}", ms(head_ready));
-            if let Some(instantiate) = invocation.instantiate {
-                timing.push_str(&format!(", instantiate;dur={:.3}", ms(instantiate)));
-            }
-            // The guest's own time to its head: without instantiation and backend waits.
-            let origin = ex.fetches.origin_time();
-            let guest = head_ready
-                .saturating_sub(invocation.instantiate.unwrap_or_default())
-                .saturating_sub(origin);
-            timing.push_str(&format!(", guest;dur={:.3}", ms(guest)));
-            timing.push_str(&format!(", origin;dur={:.3}", ms(origin)));
-            if let Some(state) = ex.fetches.cache_state() {
-                timing.push_str(&format!(", cache;desc={}", state.as_header()));
-            }
-            let _ = head.append_header(SERVER_TIMING, timing);
-        }
-        let http11 = session.req_header().version >= http::Version::HTTP_11;
-        let bodiless = session.req_header().method == http::Method::HEAD
-            || parts.status.is_informational()
-            || parts.status == http::StatusCode::NO_CONTENT
-            || parts.status == http::StatusCode::NOT_MODIFIED;
-        if !session.is_http2()
-            && http11
-            && !bodiless
-            && !headers.contains_key(header::CONTENT_LENGTH)
-        {
-            // Without a length, pingora frames HTTP/1.1 bodies by closing the connection.
-            let _ = head.insert_header(
-                header::TRANSFER_ENCODING,
-                HeaderValue::from_static("chunked"),
-            );
-        }
-        if let Err(e) = session.write_response_header(Box::new(head)).await {
-            tracing::debug!(request_id = %ex.request_id, "writing the response head failed: {e}");
-            return false;
-        }
-        loop {
-            match body.frame().await {
-                None => break,
-                Some(Ok(frame)) => {
-                    let frame = match frame.into_data() {
-                        Ok(data) => {
-                            if data.is_empty() {
-                                continue;
-                            }
-                            let len = data.len() as u64;
-                            if let Err(e) = session.write_response_body(data, false).await {
-                                tracing::debug!(request_id = %ex.request_id, "client went away mid-body: {e}");
-                                return false;
-                            }
-                            ex.bytes_out += len;
-                            continue;
-                        }
-                        Err(frame) => frame,
-                    };
-                    if let Ok(trailers) = frame.into_trailers()
-                        && session.write_response_trailers(trailers).await.is_err()
-                    {
-                        return false;
-                    }
-                }
-                Some(Err(e)) => {
-                    let done = invocation.finish().await;
-                    ex.guest = Some(done.lived);
-                    let failure = done
-                        .outcome
-                        .clone()
-                        .err()
-                        .unwrap_or(GuestFailure::Trap(format!("response body failed: {e}")));
-                    guest_failed(service, ex, &failure, &done);
-                    return false;
-                }
-            }
-        }
-        // A body stream also ends when a guest dies mid-body, so only finish the response
-        // once the guest itself has ended cleanly.
-        let done = invocation.finish().await;
-        ex.guest = Some(done.lived);
-        if let Err(failure) = &done.outcome {
-            guest_failed(service, ex, failure, &done);
-            return false;
-        }
-        log_guest_output(&service.name, &ex.request_id, &done.stdout, &done.stderr);
-        session.finish_body().await.is_ok()
-    }
-
-    /// Counts and logs a finished exchange.
-    fn record(&self, session: &ServerSession, ex: &Exchange) {
-        let total = ex.started.elapsed();
-        if let Some(service) = &ex.service {
-            if let Some(instantiate) = ex.instantiate {
-                service.metrics.instantiated(instantiate.as_secs_f64());
-            }
-            if let Some(guest) = ex.guest {
-                service.metrics.executed(guest.as_secs_f64());
-            }
-            // Last, so a request counted here has all its other metrics in already.
-            service.metrics.request(ex.status, total.as_secs_f64());
-        }
-        if let Some(log) = &self.access_log {
-            let head = session.req_header();
-            log.write(&AccessRecord {
-                request_id: &ex.request_id,
-                service: ex.service.as_ref().map(|s| &*s.name),
-                client: session.client_addr().and_then(|a| a.as_inet()).copied(),
-                method: head.method.as_str(),
-                host: &ex.host,
-                path: head.uri.path_and_query().map_or("/", |p| p.as_str()),
-                status: ex.status,
-                bytes_in: ex.bytes_in,
-                bytes_out: ex.bytes_out,
-                total,
-                guest: ex.guest,
-                origin: ex.fetches.origin_time(),
-                cache: ex.fetches.cache_state().map(|s| s.as_header()),
-            });
+            max_header_bytes: config.max_header_bytes,
+            h2_max_concurrent_streams: config.h2_max_concurrent_streams,
+            max_connections: config.max_connections,
+            max_connections_per_ip: config.max_connections_per_ip,
+            h2c: true,
         }
     }
 }
 
-fn failure_message(failure: &GuestFailure) -> &'static str {
-    match failure {
-        GuestFailure::Timeout => "the service did not answer within its deadline",
-        GuestFailure::ErrorCode(_) => "the service could not reach its origin",
-        _ => "the service failed to handle this request",
+/// What a request handler learns about the connection its request came on.
+pub struct ConnInfo {
+    /// The TCP peer's address.
+    pub client_ip: Option<IpAddr>,
+    /// TLS details, when the connection is TLS.
+    pub tls: Option<Arc<TlsInfo>>,
+    /// HTTP/1.1 or HTTP/2.
+    pub version: http::Version,
+    link: ConnLink,
+}
+
+/// How a request reports back to its connection.
+enum ConnLink {
+    /// HTTP/1: one request at a time; the connection idles between them.
+    H1(Arc<ConnState>),
+    /// HTTP/2: many streams; the connection counts the ones reset right after opening.
+    H2(Arc<StreamResets>),
+}
+
+impl ConnInfo {
+    /// The request's head is complete and it is being served.
+    pub(crate) fn request_started(&self) {
+        if let ConnLink::H1(state) = &self.link {
+            state.busy();
+        }
+    }
+
+    /// The request ended: `cancelled` when the client went away first, after `age`.
+    pub(crate) fn request_ended(&self, cancelled: bool, age: Duration) {
+        match &self.link {
+            ConnLink::H1(state) => state.idle(),
+            ConnLink::H2(resets) => resets.stream_ended(cancelled && age < PREMATURE_RESET),
+        }
     }
 }
 
-/// Counts a guest failure and logs it with the guest's own output.
-fn guest_failed(service: &Service, ex: &Exchange, failure: &GuestFailure, done: &GuestDone) {
-    service.metrics.guest_error(failure.kind());
-    let stderr = if done.stderr.is_empty() {
-        String::new()
+/// Serves requests for the front end: the node's pipeline, or a bare answer in the
+/// load test's ceiling server.
+pub trait Handler: Clone + Send + Sync + 'static {
+    /// The response body.
+    type Body: http_body::Body<Data = Bytes, Error = HttpError> + Send + 'static;
+    /// The response.
+    type Future: Future<Output = http::Response<Self::Body>> + Send + Unpin + 'static;
+    /// Answers `request`, which came on the connection `conn` describes.
+    fn handle(&self, request: http::Request<Incoming>, conn: &Arc<ConnInfo>) -> Self::Future;
+}
+
+/// Serves one accepted connection until it ends (or the node drains it).
+pub async fn serve_connection<H: Handler>(
+    stream: Stream,
+    handler: H,
+    settings: &ConnSettings,
+    shutdown: &ShutdownWatch,
+) {
+    let client_ip = stream
+        .get_socket_digest()
+        .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+    let tls = stream.get_ssl_digest().map(|t| {
+        Arc::new(TlsInfo {
+            protocol: t.version.to_string(),
+            cipher: t.cipher.to_string(),
+            sni: t.extension.get::<ClientSni>().map(|s| s.0.clone()),
+        })
+    });
+    let alpn_h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
+    let (mut io, state) = ConnIo::new(stream, settings.deadlines);
+    let protocol = if tls.is_some() {
+        if alpn_h2 { Sniffed::H2 } else { Sniffed::H1 }
+    } else if settings.h2c {
+        io.sniff().await
     } else {
-        format!("; guest stderr: {}", done.stderr)
+        Sniffed::H1
     };
-    tracing::warn!(service = %service.name, request_id = %ex.request_id, kind = failure.kind(), "{failure}{stderr}");
-    // stderr is already part of the warning above.
-    log_guest_output(&service.name, &ex.request_id, &done.stdout, "");
-}
-
-/// Logs what a guest printed, one line per log record, tagged with service and request id.
-fn log_guest_output(service: &str, request_id: &str, stdout: &str, stderr: &str) {
-    for (stream, text) in [("stdout", stdout), ("stderr", stderr)] {
-        for line in text.lines() {
-            let (level, line) = crate::runtime::guest_log_level(line);
-            macro_rules! guest_line {
-                ($level:expr) => {
-                    tracing::event!(target: "outpost::guest", $level, service = %service, request_id = %request_id, stream, "{line}")
-                };
-            }
-            match level {
-                tracing::Level::ERROR => guest_line!(tracing::Level::ERROR),
-                tracing::Level::WARN => guest_line!(tracing::Level::WARN),
-                tracing::Level::DEBUG => guest_line!(tracing::Level::DEBUG),
-                _ => guest_line!(tracing::Level::INFO),
-            }
+    match protocol {
+        Sniffed::Gone => {}
+        Sniffed::H1 => {
+            let conn = Arc::new(ConnInfo {
+                client_ip,
+                tls,
+                version: http::Version::HTTP_11,
+                link: ConnLink::H1(state),
+            });
+            serve_h1(io, handler, conn, settings, shutdown).await;
+        }
+        Sniffed::H2 => {
+            io.expect_h2_preface();
+            let resets = Arc::new(StreamResets::default());
+            let conn = Arc::new(ConnInfo {
+                client_ip,
+                tls,
+                version: http::Version::HTTP_2,
+                link: ConnLink::H2(resets.clone()),
+            });
+            serve_h2(io, handler, conn, resets, settings, shutdown).await;
         }
     }
 }
 
-/// The request's host, lower-cased without port, and the authority as sent.
-fn request_host(head: &RequestHeader) -> Option<(String, String)> {
-    let authority = match head.uri.authority() {
-        Some(authority) => authority.as_str().to_owned(),
-        None => head
-            .headers
-            .get(header::HOST)?
-            .to_str()
-            .ok()?
-            .trim()
-            .to_owned(),
-    };
-    let parsed: http::uri::Authority = authority.parse().ok()?;
-    let host = parsed.host().trim_end_matches('.').to_ascii_lowercase();
-    if host.is_empty() {
-        return None;
-    }
-    Some((host, authority))
-}
-
-fn head_size(head: &RequestHeader) -> usize {
-    let target = head.uri.path_and_query().map_or(1, |p| p.as_str().len());
-    head.headers
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 4)
-        .sum::<usize>()
-        + target
-        + head.method.as_str().len()
-        + 12
-}
-
-/// Answers with an error and marks the connection to close. Always returns false (the
-/// connection is not reusable), so callers can `return refuse(...)`.
-async fn refuse(session: &mut ServerSession, ex: &mut Exchange, status: u16, text: &str) -> bool {
-    session.set_keepalive(None);
-    let _ = respond(session, ex, status, text).await;
-    false
-}
-
-/// Sends a small plain-text response generated by the node. Returns whether it was sent.
-async fn respond(session: &mut ServerSession, ex: &mut Exchange, status: u16, text: &str) -> bool {
-    ex.status = status;
-    let Ok(mut head) = ResponseHeader::build(status, Some(4)) else {
-        return false;
-    };
-    let _ = head.insert_header(header::CONTENT_TYPE, "text/plain; charset=utf-8");
-    let _ = head.insert_header(header::CONTENT_LENGTH, text.len().to_string());
-    let _ = head.insert_header(REQUEST_ID_HEADER, ex.request_id.as_ref());
-    if status >= 400 && status != 404 {
-        let _ = head.insert_header(header::CACHE_CONTROL, "no-store");
-    }
-    let sent = session.write_response_header(Box::new(head)).await.is_ok()
-        && session
-            .write_response_body(Bytes::copy_from_slice(text.as_bytes()), true)
-            .await
-            .is_ok();
-    if sent {
-        ex.bytes_out = text.len() as u64;
-    }
-    sent
-}
-
-#[async_trait]
-impl HttpServerApp for EdgeApp {
-    async fn process_new_http(
-        self: &Arc<Self>,
-        mut session: ServerSession,
-        shutdown: &ShutdownWatch,
-    ) -> Option<ReusedHttpStream> {
-        session.set_read_timeout(Some(Duration::from_secs(self.limits.read_timeout_secs)));
-        session.set_write_timeout(Some(Duration::from_secs(self.limits.write_timeout_secs)));
-        let mut ex = Exchange {
-            request_id: Arc::from(""),
-            started: Instant::now(),
-            service: None,
-            host: String::new(),
-            status: 0,
-            bytes_in: 0,
-            bytes_out: 0,
-            guest: None,
-            instantiate: None,
-            fetches: Arc::default(),
-        };
-        match session.read_request().await {
-            Ok(true) => {}
-            Ok(false) => return None,
-            Err(e) => {
-                tracing::debug!("refusing a malformed request: {e}");
-                ex.request_id = self.ids.next();
-                let status = if e.to_string().contains("larger than") {
-                    431
-                } else {
-                    400
-                };
-                refuse(&mut session, &mut ex, status, "malformed request\n").await;
-                return None;
-            }
+async fn serve_h1<H: Handler>(
+    io: ConnIo,
+    handler: H,
+    conn: Arc<ConnInfo>,
+    settings: &ConnSettings,
+    shutdown: &ShutdownWatch,
+) {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        // The connection's own deadlines (`conn`) bound idle time and heads.
+        .header_read_timeout(None)
+        .keep_alive(true)
+        .half_close(false)
+        .max_header_size(settings.max_header_bytes)
+        .max_buf_size(settings.max_header_bytes.max(8192));
+    let service = HyperService { handler, conn };
+    let connection = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    let mut shutdown = shutdown.clone();
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = shutting_down(&mut shutdown) => {
+            connection.as_mut().graceful_shutdown();
+            finish_within(connection).await
         }
-        ex.started = Instant::now();
-        ex.request_id = self.ids.next();
-        let in_flight = GaugeGuard::new(&self.metrics.in_flight);
-        if *shutdown.borrow() {
-            session.set_keepalive(None);
-        } else {
-            session.set_keepalive(Some(self.limits.keepalive_timeout_secs));
+    };
+    if let Err(e) = result {
+        tracing::debug!("HTTP/1 connection ended: {e}");
+    }
+}
+
+async fn serve_h2<H: Handler>(
+    io: ConnIo,
+    handler: H,
+    conn: Arc<ConnInfo>,
+    resets: Arc<StreamResets>,
+    settings: &ConnSettings,
+    shutdown: &ShutdownWatch,
+) {
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(settings.h2_max_concurrent_streams)
+        .max_header_list_size(settings.max_header_bytes.min(u32::MAX as usize) as u32)
+        .max_pending_accept_reset_streams(20)
+        .max_local_error_reset_streams(1024)
+        .keep_alive_interval(H2_KEEPALIVE)
+        .keep_alive_timeout(H2_KEEPALIVE);
+    let service = HyperService { handler, conn };
+    let connection = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    let mut shutdown = shutdown.clone();
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = shutting_down(&mut shutdown) => {
+            connection.as_mut().graceful_shutdown();
+            finish_within(connection).await
         }
-        let reusable = self.serve(&mut session, &mut ex).await;
-        // Out of flight before it is counted, so a scrape never sees it in both.
-        drop(in_flight);
-        self.record(&session, &ex);
-        if !reusable {
+        () = resets.flooded() => {
+            tracing::warn!(
+                "HTTP/2 client reset {} streams right after opening them: GOAWAY (rapid reset)",
+                resets.premature.load(Ordering::Relaxed)
+            );
+            connection.as_mut().graceful_shutdown();
+            finish_within(connection).await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!("HTTP/2 connection ended: {e}");
+    }
+}
+
+/// Drives a connection told to go away until it is done, for at most [`GOAWAY_GRACE`];
+/// past that it is dropped (closed).
+async fn finish_within<F: Future<Output = hyper::Result<()>>>(connection: Pin<&mut F>) -> hyper::Result<()> {
+    tokio::time::timeout(GOAWAY_GRACE, connection)
+        .await
+        .unwrap_or(Ok(()))
+}
+
+/// Resolves once the node starts shutting down.
+async fn shutting_down(shutdown: &mut ShutdownWatch) {
+    while !*shutdown.borrow() {
+        if shutdown.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// An HTTP/2 connection's count of streams the client reset right after opening them.
+#[derive(Default)]
+pub(crate) struct StreamResets {
+    streams: AtomicU32,
+    premature: AtomicU32,
+    flood: Notify,
+    flagged: AtomicBool,
+}
+
+impl StreamResets {
+    fn stream_ended(&self, premature: bool) {
+        let streams = self.streams.fetch_add(1, Ordering::Relaxed) + 1;
+        if !premature {
+            return;
+        }
+        let premature = self.premature.fetch_add(1, Ordering::Relaxed) + 1;
+        if premature >= PREMATURE_RESETS_TOLERATED
+            && premature * 2 >= streams
+            && !self.flagged.swap(true, Ordering::Relaxed)
+        {
+            self.flood.notify_one();
+        }
+    }
+
+    async fn flooded(&self) {
+        self.flood.notified().await;
+    }
+}
+
+/// Adapts a [`Handler`] to hyper's service trait for one connection.
+struct HyperService<H> {
+    handler: H,
+    conn: Arc<ConnInfo>,
+}
+
+impl<H: Handler> hyper::service::Service<http::Request<Incoming>> for HyperService<H> {
+    type Response = http::Response<H::Body>;
+    type Error = Infallible;
+    type Future = Answer<H::Future>;
+
+    fn call(&self, request: http::Request<Incoming>) -> Self::Future {
+        self.conn.request_started();
+        Answer(self.handler.handle(request, &self.conn))
+    }
+}
+
+/// A handler's answer as hyper wants it: never an error (failures are responses).
+pub struct Answer<F>(F);
+
+impl<F, B> Future for Answer<F>
+where
+    F: Future<Output = http::Response<B>> + Unpin,
+{
+    type Output = Result<http::Response<B>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.get_mut().0).poll(cx).map(Ok)
+    }
+}
+
+/// One listening address: counts its connections, refuses those over its limits, and
+/// serves the rest with `handler`.
+pub struct Listener<H> {
+    handler: H,
+    settings: Arc<dyn Fn() -> Arc<ConnSettings> + Send + Sync>,
+    open: AtomicUsize,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    metrics: ListenerMetrics,
+}
+
+impl<H: Handler> Listener<H> {
+    /// A listener serving with `handler`; `settings` gives the current connection settings
+    /// (they may change on reload).
+    pub fn new(
+        handler: H,
+        settings: Arc<dyn Fn() -> Arc<ConnSettings> + Send + Sync>,
+        metrics: ListenerMetrics,
+    ) -> Self {
+        Self {
+            handler,
+            settings,
+            open: AtomicUsize::new(0),
+            per_ip: Mutex::default(),
+            metrics,
+        }
+    }
+
+    fn admit(&self, ip: Option<IpAddr>, settings: &ConnSettings) -> Option<Slot<'_, H>> {
+        if self.open.fetch_add(1, Ordering::Relaxed) >= settings.max_connections {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+            self.metrics.refused("max_connections");
             return None;
         }
-        let persistent = HttpPersistentSettings::for_session(&session);
-        match session.finish().await {
-            Ok(Some(stream)) => Some(ReusedHttpStream::from_reusable_stream(stream, persistent)),
-            _ => None,
+        let mut slot = Slot {
+            listener: self,
+            ip: None,
+        };
+        if let (Some(ip), limit @ 1..) = (ip, settings.max_connections_per_ip) {
+            let mut per_ip = self.per_ip.lock().expect("per-ip connections lock");
+            let count = per_ip.entry(ip).or_insert(0);
+            if *count >= limit {
+                drop(per_ip);
+                self.metrics.refused("max_connections_per_ip");
+                return None;
+            }
+            *count += 1;
+            slot.ip = Some(ip);
         }
-    }
-
-    fn server_options(&self) -> Option<&HttpServerOptions> {
-        Some(&self.options)
+        self.metrics.opened();
+        Some(slot)
     }
 }
 
-/// Wraps the edge app to count open client connections: pingora hands each accepted
-/// connection to `process_new` for its whole life (HTTP/1 keep-alive and HTTP/2 included).
-pub struct CountedConnections {
-    app: Arc<EdgeApp>,
+/// An admitted connection; dropping it frees its place under the limits.
+struct Slot<'a, H> {
+    listener: &'a Listener<H>,
+    ip: Option<IpAddr>,
 }
 
-impl CountedConnections {
-    /// Counts connections into `app`'s metrics.
-    pub fn new(app: EdgeApp) -> Self {
-        Self { app: Arc::new(app) }
+impl<H> Drop for Slot<'_, H> {
+    fn drop(&mut self) {
+        self.listener.open.fetch_sub(1, Ordering::Relaxed);
+        self.listener.metrics.closed();
+        if let Some(ip) = self.ip {
+            let mut per_ip = self.listener.per_ip.lock().expect("per-ip connections lock");
+            if let Some(count) = per_ip.get_mut(&ip) {
+                *count -= 1;
+                if *count == 0 {
+                    per_ip.remove(&ip);
+                }
+            }
+        }
     }
 }
 
 #[async_trait]
-impl ServerApp for CountedConnections {
+impl<H: Handler> ServerApp for Listener<H> {
     async fn process_new(
         self: &Arc<Self>,
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let _open = GaugeGuard::new(&self.app.metrics.connections);
-        ServerApp::process_new(&self.app, stream, shutdown).await
-    }
-
-    async fn cleanup(&self) {
-        ServerApp::cleanup(self.app.as_ref()).await
+        let settings = (self.settings)();
+        let ip = stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+        let Some(_slot) = self.admit(ip, &settings) else {
+            // Closed at once: dropping the stream closes the socket.
+            return None;
+        };
+        let started = Instant::now();
+        serve_connection(stream, self.handler.clone(), &settings, shutdown).await;
+        tracing::trace!("connection served for {:?}", started.elapsed());
+        None
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The node's request handler: hands every request to the site loaded now.
+#[derive(Clone)]
+pub struct EdgeHandler {
+    site: Arc<arc_swap::ArcSwap<crate::service::Site>>,
+}
 
-    #[test]
-    fn router_prefers_exact_then_longest_wildcard_then_catch_all() {
-        let mut router = Router::default();
-        router.add("shop.test", "exact");
-        router.add("*.shop.test", "wild");
-        router.add("*.eu.shop.test", "deeper");
-        assert_eq!(router.lookup("shop.test"), Some(&"exact"));
-        assert_eq!(router.lookup("www.shop.test"), Some(&"wild"));
-        assert_eq!(router.lookup("a.b.shop.test"), Some(&"wild"));
-        assert_eq!(router.lookup("x.eu.shop.test"), Some(&"deeper"));
-        assert_eq!(router.lookup("other.test"), None);
-        router.add("*", "any");
-        assert_eq!(router.lookup("other.test"), Some(&"any"));
+impl EdgeHandler {
+    /// Serves whatever site `site` holds when a request arrives.
+    pub fn new(site: Arc<arc_swap::ArcSwap<crate::service::Site>>) -> Self {
+        Self { site }
     }
+}
 
-    #[test]
-    fn request_host_is_lowercased_without_port_or_trailing_dot() {
-        let head = RequestHeader::build("GET", b"/", None).unwrap();
-        assert!(request_host(&head).is_none());
-        let mut head = RequestHeader::build("GET", b"/", None).unwrap();
-        head.insert_header("host", "Example.COM.:8080").unwrap();
-        assert_eq!(
-            request_host(&head),
-            Some(("example.com".into(), "Example.COM.:8080".into()))
-        );
+impl Handler for EdgeHandler {
+    type Body = crate::service::EdgeBody;
+    type Future = Pin<Box<dyn Future<Output = http::Response<Self::Body>> + Send>>;
+
+    fn handle(&self, request: http::Request<Incoming>, conn: &Arc<ConnInfo>) -> Self::Future {
+        use http_body_util::BodyExt;
+        let site = self.site.load_full();
+        let downstream = crate::service::Downstream {
+            request_id: site.shared().ids.next(),
+            started: Instant::now(),
+            client_ip: conn.client_ip,
+            version: conn.version,
+            tls: conn.tls.clone(),
+            conn: Some(conn.clone()),
+        };
+        let request = request.map(|body| body.map_err(HttpError::from).boxed_unsync());
+        Box::pin(async move { site.handle(request, downstream).await })
     }
 }

@@ -39,65 +39,66 @@
 
 mod mock;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use outpost_proxy::cache::EdgeCache;
-use outpost_proxy::config::Config;
-use outpost_proxy::host::{EdgeHooks, FetchStats, RequestInfo};
+use outpost_proxy::config::{BackendConfig, Config, LimitsConfig, Secret, ServiceConfig};
+use outpost_proxy::host_pattern::HostPattern;
 use outpost_proxy::node::Node;
-use outpost_proxy::runtime::{GuestDone, Runtime, guest_log_level};
-use outpost_proxy::server::Service;
+use outpost_proxy::runtime::GuestEnd;
+use outpost_proxy::service::{Downstream, GuestRun, Site, guest_log_level};
 
 pub use mock::{MockRequest, MockResponse};
 
 /// The service name guests run under inside the harness.
 const SERVICE: &str = "guest";
 
+/// What the harness keeps of one guest run, by request id.
+#[derive(Default, Clone)]
+struct Observed {
+    failure: Option<String>,
+    logs: Vec<LogLine>,
+    cache_state: Option<&'static str>,
+}
+
 /// A guest loaded with its mock backends, config store, secrets and edge cache.
 pub struct Harness {
     tokio: tokio::runtime::Runtime,
-    runtime: Arc<Runtime>,
-    service: Arc<Service>,
-    cache: Option<Arc<EdgeCache>>,
+    site: Arc<Site>,
     backends: BTreeMap<String, mock::MockBackend>,
     client_ip: IpAddr,
-    next_id: AtomicU64,
-    // Keeps the node (and its guest) alive as long as the harness.
-    _node: Node,
+    observed: Arc<Mutex<HashMap<String, Observed>>>,
+    // Keeps the node (its runtime and cache) alive as long as the harness.
+    node: Node,
 }
 
 /// Declares what a [`Harness`] runs: see [`Harness::builder`].
 pub struct HarnessBuilder {
     guest: PathBuf,
     backends: Vec<(String, mock::Handler)>,
-    config: BTreeMap<String, String>,
-    secrets: BTreeMap<String, String>,
-    dynamic_backends: Vec<String>,
-    geo_database: Option<PathBuf>,
-    cache_memory: String,
-    limits: Vec<(String, String)>,
+    service: ServiceConfig,
+    config: Config,
     client_ip: IpAddr,
 }
 
 impl Harness {
     /// Starts declaring a harness for the component at `guest` (a `.wasm` file).
     pub fn builder(guest: impl AsRef<Path>) -> HarnessBuilder {
+        let mut config = Config {
+            source: "outpost-test harness".into(),
+            ..Config::default()
+        };
+        config.cache.memory = bytesize::ByteSize::mib(64);
         HarnessBuilder {
             guest: guest.as_ref().to_owned(),
             backends: Vec::new(),
-            config: BTreeMap::new(),
-            secrets: BTreeMap::new(),
-            dynamic_backends: Vec::new(),
-            geo_database: None,
-            cache_memory: "64MiB".into(),
-            limits: Vec::new(),
+            service: ServiceConfig::new(vec![HostPattern::Any], guest.as_ref()),
+            config,
             client_ip: IpAddr::from([192, 0, 2, 1]),
         }
     }
@@ -110,8 +111,9 @@ impl Harness {
         self.send(request)
     }
 
-    /// Sends `request` and waits for the whole answer. A relative URI (`/path?q`) gets the
-    /// host `guest.test`; the client is [`HarnessBuilder::client_ip`].
+    /// Sends `request` and waits for the whole answer: the node's own pipeline decides it
+    /// (limits, routing, headers, failures), as it would for a client. A relative URI
+    /// (`/path?q`) gets the host `guest.test`; the client is [`HarnessBuilder::client_ip`].
     pub fn send(&self, request: http::Request<impl Into<Bytes>>) -> TestResponse {
         self.tokio.block_on(self.run(request.map(Into::into)))
     }
@@ -124,90 +126,58 @@ impl Harness {
             .unwrap_or_default()
     }
 
-    /// What the edge cache holds now: HTTP variants and simple-cache values.
+    /// What the edge cache holds now.
     pub fn cache_usage(&self) -> CacheUsage {
-        let (bytes, objects) = self.cache.as_ref().map_or((0, 0), |c| c.usage());
+        let (bytes, objects) = self
+            .node
+            .shared()
+            .cache
+            .as_ref()
+            .map_or((0, 0), |c| c.usage());
         CacheUsage { bytes, objects }
     }
 
     /// Empties the edge cache, as `POST /purge/all` on the admin API would.
     pub fn purge_all(&self) {
-        if let Some(cache) = &self.cache {
+        if let Some(cache) = &self.node.shared().cache {
             cache.purge(outpost_proxy::cache::PurgeTarget::All, false);
         }
     }
 
     async fn run(&self, request: http::Request<Bytes>) -> TestResponse {
         let (mut parts, body) = request.into_parts();
-        if parts.uri.authority().is_none() {
-            let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-            parts.uri = format!("http://guest.test{path}")
-                .parse()
-                .expect("a valid path and query");
+        if parts.uri.authority().is_none() && !parts.headers.contains_key(http::header::HOST) {
+            parts
+                .headers
+                .insert(http::header::HOST, http::HeaderValue::from_static("guest.test"));
         }
-        let scheme = parts
-            .uri
-            .scheme()
-            .cloned()
-            .unwrap_or(http::uri::Scheme::HTTP);
-        let body = Full::new(body)
-            .map_err(|never| match never {})
-            .boxed_unsync();
-        let request = hyper::Request::from_parts(parts, body);
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let stats = Arc::new(FetchStats::default());
-        let hooks = EdgeHooks::new(
-            self.service.grants.clone(),
-            format!("test-{id}").into(),
-            RequestInfo {
-                client_ip: Some(self.client_ip),
-                http_version: "HTTP/1.1",
-                tls: None,
-                pop: "test".into(),
-            },
-            stats.clone(),
-        );
-        let guest = self.service.guest.load_full();
-        let started = self
-            .runtime
-            .start(&guest, &self.service.limits, hooks, request, scheme)
-            .await;
-        let (status, headers, body, done) = match started {
-            Ok(answer) => {
-                let (parts, body) = answer.response.into_parts();
-                let collected = body.collect().await;
-                let done = answer.invocation.finish().await;
-                match collected {
-                    Ok(body) => (parts.status, parts.headers, body.to_bytes(), done),
-                    Err(e) => {
-                        let mut done = done;
-                        if done.outcome.is_ok() {
-                            done.outcome = Err(outpost_proxy::runtime::GuestFailure::Trap(
-                                format!("response body failed: {e:?}"),
-                            ));
-                        }
-                        (parts.status, parts.headers, Bytes::new(), done)
-                    }
-                }
-            }
-            Err(done) => {
-                let status = done
-                    .outcome
-                    .as_ref()
-                    .err()
-                    .map_or(500, |failure| failure.status());
-                let status = http::StatusCode::from_u16(status)
-                    .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-                (status, http::HeaderMap::new(), Bytes::new(), done)
-            }
+        let body = if body.is_empty() {
+            outpost_proxy::http::empty_body()
+        } else {
+            Full::new(body).map_err(|never| match never {}).boxed_unsync()
         };
+        let request = http::Request::from_parts(parts, body);
+        let request_id = self.site.shared().ids.next();
+        let downstream = Downstream::in_process(request_id.clone(), Some(self.client_ip));
+        let response = self.site.handle(request, downstream).await;
+        let (parts, body) = response.into_parts();
+        let (body, body_error) = match body.collect().await {
+            Ok(body) => (body.to_bytes(), None),
+            Err(e) => (Bytes::new(), Some(format!("the response was cut off: {e}"))),
+        };
+        let observed = self
+            .observed
+            .lock()
+            .expect("observed runs lock")
+            .remove(&*request_id)
+            .unwrap_or_default();
         TestResponse {
-            status,
-            headers,
+            status: parts.status,
+            headers: parts.headers,
             body,
-            failure: done.outcome.as_ref().err().map(|f| f.to_string()),
-            logs: logs(&done),
-            cache_state: stats.cache_state().map(|s| s.as_header()),
+            failure: observed.failure.or(body_error),
+            logs: observed.logs,
+            cache_state: observed.cache_state,
         }
     }
 }
@@ -226,38 +196,44 @@ impl HarnessBuilder {
 
     /// Sets a config-store entry (`outpost::config::get`).
     pub fn config(mut self, key: &str, value: &str) -> Self {
-        self.config.insert(key.to_owned(), value.to_owned());
+        self.service.config.insert(key.to_owned(), value.to_owned());
         self
     }
 
     /// Sets a secret (`outpost::config::secret`).
     pub fn secret(mut self, key: &str, value: &str) -> Self {
-        self.secrets.insert(key.to_owned(), value.to_owned());
+        self.service
+            .secrets
+            .insert(key.to_owned(), Secret::new(value.to_owned()));
         self
     }
 
     /// Allows dynamic backends matching `pattern` (see the node's `dynamic_backends`).
+    ///
+    /// # Panics
+    /// If `pattern` is not a host name, wildcard, IP address or `*`.
     pub fn dynamic_backend(mut self, pattern: &str) -> Self {
-        self.dynamic_backends.push(pattern.to_owned());
+        let pattern = HostPattern::parse(pattern).expect("a valid host pattern");
+        self.service.dynamic_backends.push(pattern);
         self
     }
 
     /// A MaxMind-format database for `outpost::geo`.
     pub fn geo_database(mut self, path: impl AsRef<Path>) -> Self {
-        self.geo_database = Some(path.as_ref().to_owned());
+        self.config.geo.database = Some(path.as_ref().to_owned());
         self
     }
 
-    /// The edge cache size (`"64MiB"` by default; `"0"` turns the cache off).
-    pub fn cache_memory(mut self, size: &str) -> Self {
-        self.cache_memory = size.to_owned();
+    /// The edge cache size in bytes (64 MiB by default; 0 turns the cache off).
+    pub fn cache_memory(mut self, bytes: u64) -> Self {
+        self.config.cache.memory = bytesize::ByteSize::b(bytes);
         self
     }
 
-    /// Sets a per-request limit by its config name (`deadline_ms`, `memory_mib`,
-    /// `max_backend_requests`, ...), as under `[services.NAME.limits]`.
-    pub fn limit(mut self, name: &str, value: u64) -> Self {
-        self.limits.push((name.to_owned(), value.to_string()));
+    /// Sets the service's per-request limits, as under `[services.NAME.limits]`:
+    /// `.limits(|l| l.deadline_ms = 50)`.
+    pub fn limits(mut self, set: impl FnOnce(&mut LimitsConfig)) -> Self {
+        set(&mut self.service.limits);
         self
     }
 
@@ -280,72 +256,43 @@ impl HarnessBuilder {
             let backend = tokio
                 .block_on(mock::MockBackend::start(handler))
                 .with_context(|| format!("starting mock backend `{name}`"))?;
+            self.service.backends.insert(
+                name.clone(),
+                BackendConfig::from_url(format!("http://{}", backend.addr())),
+            );
             backends.insert(name, backend);
         }
-        let text = self.config_text(&backends);
-        let config = Config::from_toml(&text, "outpost-test harness", Path::new("."))
-            .context("the harness's node config")?;
+        let mut config = self.config;
+        config.services.insert(SERVICE.to_owned(), self.service);
+        config.validate().context("the harness's node config")?;
+        let observed: Arc<Mutex<HashMap<String, Observed>>> = Arc::default();
+        let sink = observed.clone();
+        let observer = Arc::new(move |run: &GuestRun<'_>| {
+            let report = run.report;
+            let failure = match &report.end {
+                GuestEnd::Failed(failure) => Some(failure.to_string()),
+                _ => None,
+            };
+            let entry = Observed {
+                failure,
+                logs: logs(&report.stdout, &report.stderr),
+                cache_state: run.fetch_cache.map(|s| s.as_header()),
+            };
+            sink.lock()
+                .expect("observed runs lock")
+                .insert(run.request_id.to_owned(), entry);
+        });
         let node = tokio
-            .block_on(async { Node::build(config) })
+            .block_on(async { Node::build_observed(config, Some(observer)) })
             .with_context(|| format!("loading {}", self.guest.display()))?;
-        let service = node.service(SERVICE).expect("the harness's one service");
         Ok(Harness {
-            runtime: node.runtime(),
-            cache: node.cache(),
-            service,
+            site: node.site(),
             backends,
             client_ip: self.client_ip,
-            next_id: AtomicU64::new(1),
+            observed,
             tokio,
-            _node: node,
+            node,
         })
-    }
-
-    fn config_text(&self, backends: &BTreeMap<String, mock::MockBackend>) -> String {
-        let quote = |s: &str| format!("{s:?}");
-        let table = |entries: &BTreeMap<String, String>| {
-            entries
-                .iter()
-                .map(|(k, v)| format!("{} = {}", quote(k), quote(v)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let mut text = String::from("[server]\nlisten = [\"127.0.0.1:1\"]\n\n");
-        text.push_str(&format!(
-            "[cache]\nmemory = {}\n\n",
-            quote(&self.cache_memory)
-        ));
-        if let Some(db) = &self.geo_database {
-            text.push_str(&format!(
-                "[geo]\ndatabase = {}\n\n",
-                quote(&db.display().to_string())
-            ));
-        }
-        text.push_str(&format!(
-            "[services.{SERVICE}]\ndomains = [\"*\"]\nguest = {}\nconfig = {{ {} }}\nsecrets = {{ {} }}\ndynamic_backends = [{}]\n",
-            quote(&self.guest.display().to_string()),
-            table(&self.config),
-            table(&self.secrets),
-            self.dynamic_backends
-                .iter()
-                .map(|p| quote(p))
-                .collect::<Vec<_>>()
-                .join(", "),
-        ));
-        if !self.limits.is_empty() {
-            text.push_str(&format!("\n[services.{SERVICE}.limits]\n"));
-            for (name, value) in &self.limits {
-                text.push_str(&format!("{name} = {value}\n"));
-            }
-        }
-        for (name, backend) in backends {
-            text.push_str(&format!(
-                "\n[services.{SERVICE}.backends.{}]\nurl = \"http://{}\"\n",
-                quote(name),
-                backend.addr()
-            ));
-        }
-        text
     }
 }
 
@@ -361,7 +308,7 @@ pub struct TestResponse {
 }
 
 impl TestResponse {
-    /// The status (for a failed guest, the status the node would send: 500, 502 or 504).
+    /// The status, as the node would send it (for a failed guest: 500, 502 or 504).
     pub fn status(&self) -> u16 {
         self.status.as_u16()
     }
@@ -429,9 +376,9 @@ pub struct CacheUsage {
     pub objects: u64,
 }
 
-fn logs(done: &GuestDone) -> Vec<LogLine> {
+fn logs(stdout: &str, stderr: &str) -> Vec<LogLine> {
     let mut lines = Vec::new();
-    for (stream, text) in [("stdout", &done.stdout), ("stderr", &done.stderr)] {
+    for (stream, text) in [("stdout", stdout), ("stderr", stderr)] {
         for line in text.lines() {
             let (level, message) = guest_log_level(line);
             lines.push(LogLine {

@@ -23,7 +23,7 @@ pub struct MockRequest {
     pub path: String,
     /// The query string without `?`, if any.
     pub query: Option<String>,
-    /// The request headers (the node's, such as `Via`, included).
+    /// The request headers, as the node sent them on.
     pub headers: http::HeaderMap,
     /// The whole request body.
     pub body: Bytes,

@@ -711,11 +711,11 @@ async fn memory_pressure_evicts_and_metrics_show_cache_results() {
     );
     assert!(value("outpost_cache_objects ") <= 10.0);
     assert_eq!(
-        value(r#"outpost_cache_lookups_total{result="hit"} "#),
+        value(r#"outpost_cache_lookups_total{layer="fetch",result="hit"} "#),
         hits as f64
     );
     assert_eq!(
-        value(r#"outpost_cache_lookups_total{result="miss"} "#),
+        value(r#"outpost_cache_lookups_total{layer="fetch",result="miss"} "#),
         (60 - hits) as f64
     );
 }

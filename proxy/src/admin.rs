@@ -176,9 +176,7 @@ impl Handler for AdminApi {
             .to_owned();
         let method = parts.method;
         if method == Method::GET && path == "/health" {
-            return Box::pin(async {
-                json(StatusCode::OK, "{\"status\":\"ok\"}".to_owned())
-            });
+            return Box::pin(async { json(StatusCode::OK, "{\"status\":\"ok\"}".to_owned()) });
         }
         if method == Method::GET && path == "/ready" {
             let ready = self.target.ready();
@@ -186,7 +184,10 @@ impl Handler for AdminApi {
                 if ready {
                     json(StatusCode::OK, "{\"ready\":true}".to_owned())
                 } else {
-                    json(StatusCode::SERVICE_UNAVAILABLE, "{\"ready\":false}".to_owned())
+                    json(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "{\"ready\":false}".to_owned(),
+                    )
                 }
             });
         }

@@ -363,7 +363,10 @@ mod tests {
             std::io::ErrorKind::InvalidData,
             rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
         );
-        assert!(matches!(code(&bad_cert), Some(HttpError::TlsCertificateError)));
+        assert!(matches!(
+            code(&bad_cert),
+            Some(HttpError::TlsCertificateError)
+        ));
         let other = std::io::Error::other("something else");
         assert!(code(&other).is_none());
     }

@@ -8,9 +8,10 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{BackendConfig, Config, ServiceConfig};
-use crate::host_pattern::HostPattern;
+use crate::config::{BackendConfig, Config, LogFormat, ServiceConfig};
 use crate::demo;
+use crate::host_pattern::HostPattern;
+use crate::logging;
 use crate::node::Node;
 
 /// Outpost: a self-hostable edge compute node that runs a fresh WebAssembly guest for
@@ -72,25 +73,42 @@ pub struct ServeArgs {
     /// build that does not compile or link keeps the previous version serving.
     #[arg(long)]
     pub watch: bool,
+    /// The node log's format: `text` (default) or `json`, for log shippers. Wins over
+    /// `log.format` in the config.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
     /// Where the built-in demo origin listens (default mode only).
     #[arg(long, default_value = demo::DEMO_ORIGIN, conflicts_with_all = ["config", "guest"])]
     pub demo_origin: SocketAddr,
 }
 
-/// Parses the command line and runs it.
+/// Parses the command line and runs it. Usage errors exit with 2 (clap's own exit).
 pub fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => {
-            init_logging("warn");
+            logging::init("warn", LogFormat::Text);
             let config = Config::load(&config)?;
             let services = config.services.len();
+            let warnings = config.warnings();
             Node::build(config)?;
+            for warning in &warnings {
+                println!("warning: {warning}");
+            }
             println!("ok: {services} service(s); every guest compiles and links");
             Ok(())
         }
         Command::Serve(args) => serve(args),
     }
+}
+
+/// The exit code for a failure: 78 (`EX_CONFIG`) when the configuration, or a guest or
+/// certificate it names, is at fault; 1 for anything else.
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    let config_fault = error
+        .chain()
+        .any(|e| e.is::<crate::config::ConfigError>() || e.is::<crate::node::NodeError>());
+    if config_fault { 78 } else { 1 }
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -110,7 +128,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.log.access = args.access_log.clone();
         (config, Some(args.demo_origin))
     };
-    init_logging(&config.log.level);
+    logging::init(
+        &config.log.level,
+        args.log_format.unwrap_or(config.log.format),
+    );
+    logging::raise_open_files_limit();
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let node = Node::build(config)?;
     if let Some(origin) = demo_origin {
         demo::spawn_demo_origin(origin).with_context(|| {
@@ -173,16 +198,4 @@ pub fn quick_config(
     config.server.listen = vec![listen];
     config.validate()?;
     Ok(config)
-}
-
-/// Starts the node's log on stderr. `OUTPOST_LOG` (tracing filter syntax) wins over the
-/// configured `level`; pingora's own chatter is kept at warnings unless asked for.
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("OUTPOST_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("{level},pingora_core=warn"))
-    });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }

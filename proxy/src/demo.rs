@@ -40,9 +40,10 @@ pub fn default_config(listen: SocketAddr, origin: SocketAddr) -> std::io::Result
         ..Config::default()
     };
     let hello_domain = HostPattern::parse("hello.localhost").expect("a valid host name");
-    config
-        .services
-        .insert("hello".to_owned(), ServiceConfig::new(vec![hello_domain], hello));
+    config.services.insert(
+        "hello".to_owned(),
+        ServiceConfig::new(vec![hello_domain], hello),
+    );
     let mut origin_proxy = ServiceConfig::new(vec![HostPattern::Any], proxy);
     origin_proxy.backends.insert(
         "origin".to_owned(),

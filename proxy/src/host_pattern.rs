@@ -45,7 +45,9 @@ impl HostPattern {
             return Err(format!("`{text}` is empty"));
         }
         if name.contains('*') {
-            return Err(format!("`{text}` may only have a wildcard as its first label"));
+            return Err(format!(
+                "`{text}` may only have a wildcard as its first label"
+            ));
         }
         if name.contains(':') || name.contains('/') {
             return Err(format!(
@@ -195,14 +197,31 @@ mod tests {
 
     #[test]
     fn patterns_are_normalised_and_checked() {
-        assert_eq!(p("Shop.Example.COM."), HostPattern::Exact("shop.example.com".into()));
-        assert_eq!(p("*.example.com"), HostPattern::Subdomains(".example.com".into()));
+        assert_eq!(
+            p("Shop.Example.COM."),
+            HostPattern::Exact("shop.example.com".into())
+        );
+        assert_eq!(
+            p("*.example.com"),
+            HostPattern::Subdomains(".example.com".into())
+        );
         assert_eq!(p("*"), HostPattern::Any);
         assert_eq!(p("10.0.0.7"), HostPattern::Exact("10.0.0.7".into()));
         assert_eq!(p("[::1]"), HostPattern::Exact("::1".into()));
         assert_eq!(p("*.example.com").to_string(), "*.example.com");
-        for bad in ["a.*.com", "example.com:80", "", "exa mple.com", "a..b", "*.a..b", "x/y"] {
-            assert!(HostPattern::parse(bad).is_err(), "{bad:?} should be refused");
+        for bad in [
+            "a.*.com",
+            "example.com:80",
+            "",
+            "exa mple.com",
+            "a..b",
+            "*.a..b",
+            "x/y",
+        ] {
+            assert!(
+                HostPattern::parse(bad).is_err(),
+                "{bad:?} should be refused"
+            );
         }
     }
 
@@ -218,7 +237,11 @@ mod tests {
         assert_eq!(map.get("x.eu.shop.test"), Some(&"deeper"));
         assert_eq!(map.get("eu.shop.test"), Some(&"wild"));
         assert_eq!(map.get("other.test"), None);
-        assert_eq!(map.get(".shop.test"), None, "an empty first label is no subdomain");
+        assert_eq!(
+            map.get(".shop.test"),
+            None,
+            "an empty first label is no subdomain"
+        );
         map.insert(&p("*"), "any");
         assert_eq!(map.get("other.test"), Some(&"any"));
     }

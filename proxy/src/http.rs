@@ -77,6 +77,27 @@ pub fn add_date(headers: &mut HeaderMap, received: SystemTime) {
     }
 }
 
+/// The number of body bytes after which a response is whole on the wire, when known: 0
+/// for responses that carry no body (to `HEAD`, 1xx, 204, 304), else its `Content-Length`.
+/// HTTP codecs stop reading a body there, without asking it for its end.
+pub fn complete_at(
+    head_request: bool,
+    status: http::StatusCode,
+    headers: &HeaderMap,
+) -> Option<u64> {
+    if head_request
+        || status.is_informational()
+        || status == http::StatusCode::NO_CONTENT
+        || status == http::StatusCode::NOT_MODIFIED
+    {
+        return Some(0);
+    }
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// A body that fails with [`HttpError::ConnectionReadTimeout`] when its sender goes quiet
 /// for longer than `limit` between chunks. The wait starts when a read finds nothing, so a
 /// reader that is slow to ask never counts against the sender.
@@ -147,10 +168,7 @@ where
 pub fn test_headers(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut map = HeaderMap::new();
     for (name, value) in pairs {
-        map.append(
-            HeaderName::try_from(*name).unwrap(),
-            value.parse().unwrap(),
-        );
+        map.append(HeaderName::try_from(*name).unwrap(), value.parse().unwrap());
     }
     map
 }

@@ -23,6 +23,7 @@ pub mod geo;
 pub mod host;
 pub mod host_pattern;
 pub mod http;
+pub mod logging;
 pub mod metrics;
 pub mod node;
 pub mod runtime;

@@ -1,4 +1,5 @@
-//! The `outpost` binary: parse the command line, run it, map errors to an exit code.
+//! The `outpost` binary: parse the command line, run it, map errors to an exit code:
+//! 0 success, 2 usage, 78 configuration (`EX_CONFIG`), 1 anything else.
 
 use std::process::ExitCode;
 
@@ -7,7 +8,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::from(2)
+            ExitCode::from(outpost_proxy::cli::exit_code(&error))
         }
     }
 }

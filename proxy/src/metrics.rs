@@ -10,8 +10,8 @@ use std::sync::Arc;
 use crate::runtime::{Busy, FailureKind};
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Latency buckets from 5 µs (instantiation) to 30 s (slow origins), in seconds.
@@ -45,11 +45,11 @@ pub struct Metrics {
     refused: IntCounterVec,
     /// Requests being handled right now.
     pub in_flight: IntGauge,
-    /// Client connections open right now.
-    pub connections: IntGauge,
+    connections: IntGaugeVec,
     cache_lookups: IntCounterVec,
     cache_bytes: IntGauge,
     cache_objects: IntGauge,
+    log_suppressed: IntCounter,
 }
 
 fn class_index(status: u16) -> usize {
@@ -145,10 +145,17 @@ impl Metrics {
             "outpost_requests_in_flight",
             "Requests being handled right now.",
         );
-        let connections = gauge(
-            "outpost_connections_open",
-            "Client connections open right now.",
-        );
+        let connections = IntGaugeVec::new(
+            Opts::new(
+                "outpost_connections_open",
+                "Client connections open right now, by listener.",
+            ),
+            &["listener"],
+        )
+        .expect("valid gauge");
+        registry
+            .register(Box::new(connections.clone()))
+            .expect("unique metric");
         let cache_lookups = counter(
             "outpost_cache_lookups_total",
             "Edge cache lookups by layer (fetch: guests' backend fetches; response: guests' own answers) and how they were answered (hit, miss, stale, pass, revalidated).",
@@ -162,7 +169,16 @@ impl Metrics {
             "outpost_cache_objects",
             "Responses stored in the edge cache (each Vary variant counts).",
         );
+        let log_suppressed = IntCounter::new(
+            "outpost_log_events_suppressed_total",
+            "Node log events dropped by the rate limit on events unauthenticated clients can cause.",
+        )
+        .expect("valid counter");
+        registry
+            .register(Box::new(log_suppressed.clone()))
+            .expect("unique metric");
         Arc::new(Metrics {
+            log_suppressed,
             registry,
             cache_lookups,
             cache_bytes,
@@ -191,12 +207,15 @@ impl Metrics {
                 .map(|class| self.request_duration.with_label_values(&[service, class])),
             instantiate: self.instantiate.clone(),
             execution: self.execution.with_label_values(&[service]),
-            errors: FailureKind::ALL
-                .map(|kind| self.guest_errors.with_label_values(&[service, kind.label()])),
+            errors: FailureKind::ALL.map(|kind| {
+                self.guest_errors
+                    .with_label_values(&[service, kind.label()])
+            }),
             runs: self.guest_runs.with_label_values(&[service]),
             created: self.instances_created.with_label_values(&[service]),
             cancelled: self.cancelled.with_label_values(&[service]),
-            rejected: REJECTIONS.map(|busy| self.rejected.with_label_values(&[service, busy.label()])),
+            rejected: REJECTIONS
+                .map(|busy| self.rejected.with_label_values(&[service, busy.label()])),
         }
     }
 
@@ -204,7 +223,7 @@ impl Metrics {
     pub fn listener(&self, listener: &str) -> ListenerMetrics {
         ListenerMetrics {
             refused: REFUSALS.map(|reason| self.refused.with_label_values(&[listener, reason])),
-            open: self.connections.clone(),
+            open: self.connections.with_label_values(&[listener]),
         }
     }
 
@@ -236,6 +255,11 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> Vec<u8> {
+        let suppressed = crate::logging::suppressed();
+        let counted = self.log_suppressed.get();
+        if suppressed > counted {
+            self.log_suppressed.inc_by(suppressed - counted);
+        }
         let mut out = Vec::with_capacity(16 * 1024);
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out

@@ -20,8 +20,8 @@ use pingora_core::services::listening::Service as ListeningService;
 use crate::access_log::AccessLog;
 use crate::admin::AdminApi;
 use crate::backend::{Backend, BackendError};
-use crate::cache::{CacheSettings, EdgeCache, lookup_labels};
 use crate::cache::policy::Heuristics;
+use crate::cache::{CacheSettings, EdgeCache, lookup_labels};
 use crate::config::Config;
 use crate::counters::Counters;
 use crate::geo::{GeoDb, GeoError};
@@ -125,7 +125,9 @@ impl Node {
         let counters = Arc::new(Counters::new(COUNTED_ENTRIES));
         let site = build_site(&config, &shared, &counters)?;
         let sni = match &config.tls {
-            Some(tls) => Some(Arc::new(SniResolver::new(Certificates::load(&config, tls)?))),
+            Some(tls) => Some(Arc::new(SniResolver::new(Certificates::load(
+                &config, tls,
+            )?))),
             None => None,
         };
         Ok(Node {
@@ -170,8 +172,10 @@ impl Node {
                 .ok()
                 .map(|m| (m.modified().ok(), m.len()))
         };
-        let mut seen: BTreeMap<String, _> =
-            paths.iter().map(|(name, path)| (name.clone(), stamp(path))).collect();
+        let mut seen: BTreeMap<String, _> = paths
+            .iter()
+            .map(|(name, path)| (name.clone(), stamp(path)))
+            .collect();
         std::thread::Builder::new()
             .name("outpost-watch".into())
             .spawn(move || {
@@ -260,9 +264,10 @@ impl Node {
             Arc::new(move || defaults.clone())
         };
         if let Some(addr) = self.config.metrics.listen {
-            let before_scrape = self.shared.cache.clone().map(|cache| {
-                Arc::new(move || cache.update_gauges()) as crate::metrics::ScrapeHook
-            });
+            let before_scrape =
+                self.shared.cache.clone().map(|cache| {
+                    Arc::new(move || cache.update_gauges()) as crate::metrics::ScrapeHook
+                });
             let endpoint = MetricsEndpoint::new(self.shared.metrics.clone(), before_scrape);
             let listener = self.listener(endpoint, plain.clone(), &addr);
             let mut service = ListeningService::new("outpost metrics".to_owned(), listener);
@@ -285,7 +290,11 @@ impl Node {
         settings: Arc<dyn Fn() -> Arc<ConnSettings> + Send + Sync>,
         addr: &std::net::SocketAddr,
     ) -> Listener<H> {
-        Listener::new(handler, settings, self.shared.metrics.listener(&addr.to_string()))
+        Listener::new(
+            handler,
+            settings,
+            self.shared.metrics.listener(&addr.to_string()),
+        )
     }
 
     fn admin_target(&self) -> NodeAdmin {
@@ -388,8 +397,8 @@ fn build_site(
                 source,
             })
             .map_err(guest_error)?;
-        let compiled =
-            Compiled::from_wasm(runtime, &path.display().to_string(), &bytes).map_err(guest_error)?;
+        let compiled = Compiled::from_wasm(runtime, &path.display().to_string(), &bytes)
+            .map_err(guest_error)?;
         let reuse = service_config
             .reuse
             .as_ref()
@@ -430,11 +439,8 @@ fn build_site(
         let service = Arc::new(Service::new(
             service_name,
             guest,
-            service_config.limits,
-            service_config.reuse,
+            service_config,
             grants,
-            service_config.server_timing,
-            service_config.response_cache.clone(),
             metrics.service(name),
         ));
         services.push((service, service_config.domains.clone()));

@@ -120,7 +120,6 @@ impl CacheOverride {
 
     /// Hands the override to the host for the very next fetch.
     pub(crate) fn apply(&self) {
-        let millis = |d: Duration| d.as_millis().min(u64::MAX as u128) as u64;
         host::set_next_fetch(&host::FetchOptions {
             pass: self.pass,
             ttl_ms: self.ttl.map(millis),
@@ -151,8 +150,7 @@ pub fn get(key: &str) -> Option<Vec<u8>> {
 /// ```
 pub fn insert(key: &str, value: impl AsRef<[u8]>, ttl: Duration, surrogate_keys: &[&str]) {
     let keys: Vec<String> = surrogate_keys.iter().map(|k| k.to_string()).collect();
-    let ttl_ms = ttl.as_millis().min(u64::MAX as u128) as u64;
-    host::insert(key, value.as_ref(), ttl_ms, &keys);
+    host::insert(key, value.as_ref(), millis(ttl), &keys);
 }
 
 /// How long [`get_or_insert_with`] waits for another request computing the same key.
@@ -206,4 +204,89 @@ pub fn purge_surrogate_key(key: &str) -> u32 {
 /// ```
 pub fn soft_purge_surrogate_key(key: &str) -> u32 {
     host::purge_surrogate_key(key, true)
+}
+
+/// How the edge may keep the response a handler sends, so later requests for the same URL
+/// are answered without running the guest at all (the service's response cache).
+///
+/// It only has an effect where the operator turned `[services.NAME.response_cache]` on for
+/// the request's path; elsewhere the response goes out as usual. Responses with
+/// `Set-Cookie`, `Cache-Control: private` or `no-store` are never stored, whatever the
+/// policy says. Attach it with [`Response::cache_at_edge`](crate::Response::cache_at_edge)
+/// or [`Response::with_edge_cache`](crate::Response::with_edge_cache).
+///
+/// ```
+/// use std::time::Duration;
+/// use outpost::cache::EdgePolicy;
+///
+/// let policy = EdgePolicy::ttl(Duration::from_secs(60))
+///     .with_stale_while_revalidate(Duration::from_secs(30))
+///     .with_stale_if_error(Duration::from_secs(600))
+///     .with_surrogate_key("home");
+/// assert_eq!(policy.ttl_value(), Duration::from_secs(60));
+/// assert_eq!(policy.surrogate_keys(), ["home"]);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgePolicy {
+    ttl: Duration,
+    stale_while_revalidate: Option<Duration>,
+    stale_if_error: Option<Duration>,
+    surrogate_keys: Vec<String>,
+}
+
+impl EdgePolicy {
+    /// Fresh for exactly `ttl`; the origin-style headers on the response do not change it.
+    pub fn ttl(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            stale_while_revalidate: None,
+            stale_if_error: None,
+            surrogate_keys: Vec::new(),
+        }
+    }
+
+    /// After `ttl`, keep answering with the stored response for up to `window` while one
+    /// new run of the guest refreshes it in the background.
+    pub fn with_stale_while_revalidate(mut self, window: Duration) -> Self {
+        self.stale_while_revalidate = Some(window);
+        self
+    }
+
+    /// After `ttl`, answer with the stored response for up to `window` when a new run
+    /// fails (a trap, a timeout or a 5xx).
+    pub fn with_stale_if_error(mut self, window: Duration) -> Self {
+        self.stale_if_error = Some(window);
+        self
+    }
+
+    /// Tags the stored response so [`purge_surrogate_key`] or the admin API can remove it.
+    pub fn with_surrogate_key(mut self, key: impl Into<String>) -> Self {
+        self.surrogate_keys.push(key.into());
+        self
+    }
+
+    /// How long the stored response stays fresh.
+    pub fn ttl_value(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The surrogate keys the stored response carries.
+    pub fn surrogate_keys(&self) -> &[String] {
+        &self.surrogate_keys
+    }
+
+    /// Hands the policy to the host for the response about to be sent.
+    pub(crate) fn apply(&self) {
+        host::cache_response(&host::ResponseOptions {
+            ttl_ms: millis(self.ttl),
+            stale_while_revalidate_ms: self.stale_while_revalidate.map(millis),
+            stale_if_error_ms: self.stale_if_error.map(millis),
+            surrogate_keys: self.surrogate_keys.clone(),
+        });
+    }
+}
+
+/// A duration in whole milliseconds, saturating.
+fn millis(duration: Duration) -> u64 {
+    duration.as_millis().min(u64::MAX as u128) as u64
 }

@@ -1,9 +1,15 @@
 #![warn(missing_docs)]
 //! # Outpost guest SDK
 //!
-//! Write an edge program as one function from request to response. The node runs a fresh
-//! instance of it for every request, so there is no state to leak between requests and
-//! nothing to clean up.
+//! Write an edge program as one function from request to response. By default the node
+//! runs a fresh instance of it for every request, so there is no state to leak between
+//! requests and nothing to clean up.
+//!
+//! An operator may turn on instance reuse for a service (`[services.NAME.reuse]`): then one
+//! instance serves up to `max_requests` requests one after another, and globals, statics
+//! and heap contents *stay in memory between requests, which may come from different
+//! users*. Never keep per-user data in globals in a guest that may be reused. An instance
+//! is never reused after a trap, a timeout or any error.
 //!
 //! ```no_run
 //! use outpost::{Error, Request, Response};
@@ -35,6 +41,8 @@
 //!   [`Request::send_async`] with [`select`] or [`join_all`] runs several fetches at once.
 //! - [`cache`] controls the edge cache per fetch ([`cache::CacheOverride`]) and offers a
 //!   key/value cache for computed values with collapsing and purge by surrogate key.
+//!   [`Response::cache_at_edge`] lets the edge answer later requests for the same URL
+//!   from its response cache without running the guest.
 //! - [`config::get`] and [`config::secret`] read the service's settings from the node config.
 //! - [`rate::RateLimiter`] counts requests per client (or any key) over a sliding window
 //!   for rate limiting at the edge; [`rate::increment`] is the raw counter.

@@ -4,6 +4,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use wasip2::http::types::{IncomingResponse, OutgoingBody, OutgoingResponse, ResponseOutparam};
 
 use crate::body::Body;
+use crate::cache::EdgePolicy;
 use crate::error::{Error, ErrorKind};
 use crate::wasi::{BodyParent, IncomingStream, from_fields, to_fields};
 
@@ -21,6 +22,8 @@ pub struct Response {
     status: StatusCode,
     headers: HeaderMap,
     body: Body,
+    /// Whether (and how) the edge may store this response in the service's response cache.
+    edge_cache: Option<EdgePolicy>,
     /// Set on the value [`crate::StreamingBody::finish`] returns: the client has it already.
     sent: bool,
 }
@@ -38,6 +41,7 @@ impl Response {
             status: StatusCode::OK,
             headers: HeaderMap::new(),
             body: Body::empty(),
+            edge_cache: None,
             sent: false,
         }
     }
@@ -114,6 +118,7 @@ impl Response {
             status,
             headers,
             body,
+            edge_cache: None,
             sent: false,
         })
     }
@@ -136,9 +141,46 @@ impl Response {
 
     crate::message::headers_and_body!(Response);
 
+    /// Lets the edge keep this response fresh for `ttl` and answer later requests for the
+    /// same URL with it without running the guest, where the operator turned the service's
+    /// response cache on. Shorthand for [`Response::with_edge_cache`] with
+    /// [`EdgePolicy::ttl`].
+    ///
+    /// Only do this for answers that are the same for every client: a stored response is
+    /// served to anyone asking for that URL (and matching its `Vary`). Responses with
+    /// `Set-Cookie`, `private` or `no-store` are never stored.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let page = outpost::Response::html("<h1>news</h1>").cache_at_edge(Duration::from_secs(30));
+    /// assert_eq!(page.edge_cache().unwrap().ttl_value(), Duration::from_secs(30));
+    /// ```
+    pub fn cache_at_edge(self, ttl: std::time::Duration) -> Self {
+        self.with_edge_cache(EdgePolicy::ttl(ttl))
+    }
+
+    /// Lets the edge store this response under `policy` (stale windows, surrogate keys).
+    pub fn with_edge_cache(mut self, policy: EdgePolicy) -> Self {
+        self.edge_cache = Some(policy);
+        self
+    }
+
+    /// The edge cache policy attached to this response, if any.
+    pub fn edge_cache(&self) -> Option<&EdgePolicy> {
+        self.edge_cache.as_ref()
+    }
+
+    /// Tells the host how it may store the response about to be sent.
+    pub(crate) fn announce_edge_cache(&self) {
+        if let Some(policy) = &self.edge_cache {
+            policy.apply();
+        }
+    }
+
     /// Sends this response to the client: the head first, then the body as it streams.
     /// `head_only` drops any body (for HEAD requests).
     pub(crate) fn send_downstream(self, out: ResponseOutparam, head_only: bool) {
+        self.announce_edge_cache();
         let Response {
             status,
             mut headers,

@@ -73,6 +73,7 @@ impl Response {
         let response = OutgoingResponse::new(fields);
         let _ = response.set_status_code(self.status().as_u16());
         let body = response.body().expect("a new response has a body");
+        self.announce_edge_cache();
         ResponseOutparam::set(out, Ok(response));
         let stream = body.write().expect("a new body has a stream");
         let mut streaming = StreamingBody {

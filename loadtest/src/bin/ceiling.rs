@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream};
+use pingora_core::apps::{
+    HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream,
+};
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::{Server, ShutdownWatch};
@@ -35,7 +37,8 @@ impl HttpServerApp for Ceiling {
         }
         session.set_keepalive(Some(60));
         let mut head = ResponseHeader::build_no_case(200, Some(3)).ok()?;
-        head.insert_header("content-type", "text/plain; charset=utf-8").ok()?;
+        head.insert_header("content-type", "text/plain; charset=utf-8")
+            .ok()?;
         head.insert_header("content-length", BODY.len()).ok()?;
         head.insert_header("x-guest", "hello").ok()?;
         session.write_response_header(Box::new(head)).await.ok()?;

@@ -92,9 +92,9 @@ impl Directives {
             };
             let value = &item.bare_item;
             let seconds = || match value {
-                sfv::BareItem::Integer(n) => {
-                    u64::try_from(i64::from(*n)).ok().map(|n| n.min(DELTA_SECONDS_MAX))
-                }
+                sfv::BareItem::Integer(n) => u64::try_from(i64::from(*n))
+                    .ok()
+                    .map(|n| n.min(DELTA_SECONDS_MAX)),
                 _ => None,
             };
             let flag = || match value {
@@ -346,13 +346,19 @@ mod tests {
         let d = structured("max-age=600, private=\"x-a\", foobar").unwrap();
         assert_eq!(d.max_age, Some(600));
         assert_eq!(d.private, Some(vec![HeaderName::from_static("x-a")]));
-        assert_eq!(structured("no-store").unwrap().no_store, true);
+        assert!(structured("no-store").unwrap().no_store);
         assert_eq!(
             structured("max-age=99999999999").unwrap().max_age,
             Some(DELTA_SECONDS_MAX)
         );
-        assert!(structured("max-age=10000, &&&&&").is_none(), "not a dictionary");
-        assert!(structured("max-age=\"10000\"").is_none(), "a string where an integer goes");
+        assert!(
+            structured("max-age=10000, &&&&&").is_none(),
+            "not a dictionary"
+        );
+        assert!(
+            structured("max-age=\"10000\"").is_none(),
+            "a string where an integer goes"
+        );
         assert!(structured("max-age=-1").is_none(), "a negative age");
         assert!(structured("MaX-aGe=3600").is_none(), "keys are lower-case");
         assert!(Directives::from_structured(&HeaderMap::new(), "cdn-cache-control").is_none());

@@ -19,13 +19,13 @@ use http_body_util::BodyExt;
 use tokio::sync::{oneshot, watch};
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
+use super::EdgeCache;
 use super::directives::Directives;
 use super::flight::{Flight, FlightGuard, FlightState};
 use super::key::CacheKey;
 use super::object::{BodyBuffer, CacheState, Object};
 use super::origin::Origin;
 use super::policy::{self, Overrides, RequestFacts, Storability};
-use super::EdgeCache;
 use crate::http::{add_date, empty_body};
 
 /// What a fill hands the request that started it.
@@ -190,8 +190,14 @@ impl EdgeCache {
         if status == StatusCode::NOT_MODIFIED
             && let Some(stale) = &fill.stale
         {
-            let (object, state, stored) =
-                self.revalidated(&fill, stale, response.headers(), &overrides, times, purge_seq);
+            let (object, state, stored) = self.revalidated(
+                &fill,
+                stale,
+                response.headers(),
+                &overrides,
+                times,
+                purge_seq,
+            );
             flight.done(if stored {
                 FlightState::Done(object.clone(), CacheState::Hit)
             } else {

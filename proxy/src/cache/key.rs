@@ -59,7 +59,8 @@ impl CacheKey {
         path_and_query: &str,
         extra: Option<&str>,
     ) -> CacheKey {
-        let mut url = String::with_capacity(scheme.len() + 3 + authority.len() + path_and_query.len());
+        let mut url =
+            String::with_capacity(scheme.len() + 3 + authority.len() + path_and_query.len());
         url.push_str(scheme);
         url.push_str("://");
         url.extend(authority.chars().map(|c| c.to_ascii_lowercase()));
@@ -131,7 +132,13 @@ impl CacheKey {
 
 impl fmt::Display for CacheKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} {}", self.0.service, self.0.layer.label(), self.0.url)?;
+        write!(
+            f,
+            "{} {} {}",
+            self.0.service,
+            self.0.layer.label(),
+            self.0.url
+        )?;
         if let Some(extra) = &self.0.extra {
             write!(f, " +{extra}")?;
         }
@@ -156,7 +163,10 @@ mod tests {
         let key = |s: &Arc<str>, l, p, e| CacheKey::new(s, l, "http", "Origin", p, e);
         let base = key(&shop, Layer::Fetch, "/a?x=1", None);
         assert_eq!(base, key(&shop, Layer::Fetch, "/a?x=1", None));
-        assert_eq!(base, CacheKey::of_url(&shop, Layer::Fetch, "http://origin/a?x=1").unwrap());
+        assert_eq!(
+            base,
+            CacheKey::of_url(&shop, Layer::Fetch, "http://origin/a?x=1").unwrap()
+        );
         assert_ne!(base, key(&blog, Layer::Fetch, "/a?x=1", None));
         assert_ne!(base, key(&shop, Layer::Response, "/a?x=1", None));
         assert_ne!(base, key(&shop, Layer::Fetch, "/a?x=2", None));

@@ -76,7 +76,11 @@ pub struct CacheSettings {
 pub fn lookup_labels() -> Vec<(&'static str, &'static str)> {
     Layer::ALL
         .iter()
-        .flat_map(|layer| CacheState::ALL.iter().map(|state| (layer.label(), state.label())))
+        .flat_map(|layer| {
+            CacheState::ALL
+                .iter()
+                .map(|state| (layer.label(), state.label()))
+        })
         .collect()
 }
 
@@ -146,15 +150,19 @@ impl EdgeCache {
         self.lookup_or_fill(key, origin, request, overrides).await
     }
 
-    /// Answers a client's `GET`/`HEAD` (with an absolute URI) for `service` from the
-    /// response layer, running `origin` (the service's guest) on a miss.
+    /// Answers a client's `GET`/`HEAD` for `service` from the response layer, keyed by
+    /// `scheme://authority/path?query` as the client asked, running `origin` (the
+    /// service's guest) on a miss.
     pub async fn fetch_response(
         self: &Arc<Self>,
         service: &Arc<str>,
+        scheme: &str,
+        authority: &str,
         origin: Arc<dyn Origin>,
         request: http::Request<WasiBody>,
     ) -> Result<(http::Response<WasiBody>, CacheState), HttpError> {
-        let key = CacheKey::of_uri(service, Layer::Response, request.uri(), "", None);
+        let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+        let key = CacheKey::new(service, Layer::Response, scheme, authority, path, None);
         self.lookup_or_fill(key, origin, request, Overrides::default())
             .await
     }
@@ -184,10 +192,22 @@ impl EdgeCache {
         if let Some(object) = self.store.lookup(&key, &parts.headers) {
             match policy::reuse(&object.freshness, &request_cc, now, object.purged_at()) {
                 Reuse::Fresh => {
-                    return Ok(self.serve(layer, &object, &method, &parts.headers, CacheState::Hit));
+                    return Ok(self.serve(
+                        layer,
+                        &object,
+                        &method,
+                        &parts.headers,
+                        CacheState::Hit,
+                    ));
                 }
                 Reuse::StaleAccepted => {
-                    return Ok(self.serve(layer, &object, &method, &parts.headers, CacheState::Stale));
+                    return Ok(self.serve(
+                        layer,
+                        &object,
+                        &method,
+                        &parts.headers,
+                        CacheState::Stale,
+                    ));
                 }
                 Reuse::StaleWhileRevalidate => {
                     // The client's directives were for this answer, not the refresh;
@@ -200,7 +220,13 @@ impl EdgeCache {
                         overrides,
                         Some(object.clone()),
                     ));
-                    return Ok(self.serve(layer, &object, &method, &parts.headers, CacheState::Stale));
+                    return Ok(self.serve(
+                        layer,
+                        &object,
+                        &method,
+                        &parts.headers,
+                        CacheState::Stale,
+                    ));
                 }
                 Reuse::Revalidate => stale = Some(object),
             }
@@ -221,13 +247,23 @@ impl EdgeCache {
         } else {
             let stored = || {
                 let object = self.store.lookup(&key, &parts.headers)?;
-                (policy::reuse(&object.freshness, &request_cc, SystemTime::now(), object.purged_at())
-                    == Reuse::Fresh)
+                (policy::reuse(
+                    &object.freshness,
+                    &request_cc,
+                    SystemTime::now(),
+                    object.purged_at(),
+                ) == Reuse::Fresh)
                     .then_some(object)
             };
             match self.flights.join_or_lead(&key, Some(&stored)) {
                 Flight::Stored(object) => {
-                    return Ok(self.serve(layer, &object, &method, &parts.headers, CacheState::Hit));
+                    return Ok(self.serve(
+                        layer,
+                        &object,
+                        &method,
+                        &parts.headers,
+                        CacheState::Hit,
+                    ));
                 }
                 other => Some(other),
             }

@@ -705,7 +705,11 @@ mod tests {
         assert_eq!(age("7200.0"), Duration::ZERO);
         assert_eq!(age("2147483649"), Duration::from_secs(1 << 31));
         let two = headers(&[("age", "7200"), ("age", "0")]);
-        assert_eq!(age_header(&two), Duration::from_secs(7200), "the first line counts");
+        assert_eq!(
+            age_header(&two),
+            Duration::from_secs(7200),
+            "the first line counts"
+        );
     }
 
     #[test]
@@ -741,13 +745,25 @@ mod tests {
                 Storability::Store { .. }
             )
         };
-        assert!(!judge(&[("cache-control", "max-age=60")], None), "max-age alone");
+        assert!(
+            !judge(&[("cache-control", "max-age=60")], None),
+            "max-age alone"
+        );
         assert!(judge(&[("cache-control", "public, max-age=60")], None));
         assert!(judge(&[("cache-control", "s-maxage=60")], None));
         assert!(judge(&[("cdn-cache-control", "max-age=60")], None));
         assert!(judge(&[], Some(60)), "cache-response");
-        assert!(!judge(&[("last-modified", "Mon, 01 Jan 2024 00:00:00 GMT")], None));
-        assert!(!judge(&[("cache-control", "public, max-age=60"), ("set-cookie", "a=b")], None));
+        assert!(!judge(
+            &[("last-modified", "Mon, 01 Jan 2024 00:00:00 GMT")],
+            None
+        ));
+        assert!(!judge(
+            &[
+                ("cache-control", "public, max-age=60"),
+                ("set-cookie", "a=b")
+            ],
+            None
+        ));
         assert!(!judge(&[("cache-control", "private")], Some(60)));
         assert!(!judge(&[("cache-control", "no-store")], Some(60)));
     }

@@ -91,7 +91,11 @@ impl Store {
     }
 
     /// The stored variant of `key` that matches these request headers.
-    pub(crate) fn lookup(&self, key: &CacheKey, request_headers: &HeaderMap) -> Option<Arc<Object>> {
+    pub(crate) fn lookup(
+        &self,
+        key: &CacheKey,
+        request_headers: &HeaderMap,
+    ) -> Option<Arc<Object>> {
         let variants = self.cache.get(key)?;
         variants
             .objects

@@ -67,7 +67,9 @@ impl ValueCache {
 
     /// The value of `service`'s `name`, if stored and not expired.
     pub fn get(&self, service: &str, name: &str) -> Option<Bytes> {
-        self.values.get(&key(service, name)).map(|v| v.bytes.clone())
+        self.values
+            .get(&key(service, name))
+            .map(|v| v.bytes.clone())
     }
 
     /// Stores a value and wakes requests waiting for it. The key's lock stays with whoever
@@ -176,10 +178,18 @@ mod tests {
         ));
         let waiter = {
             let values = values.clone();
-            tokio::spawn(async move { values.get_or_lock("svc", "k", Duration::from_secs(5)).await })
+            tokio::spawn(
+                async move { values.get_or_lock("svc", "k", Duration::from_secs(5)).await },
+            )
         };
         tokio::task::yield_now().await;
-        values.insert("svc", "k", Bytes::from_static(b"v"), Duration::from_secs(60), vec![]);
+        values.insert(
+            "svc",
+            "k",
+            Bytes::from_static(b"v"),
+            Duration::from_secs(60),
+            vec![],
+        );
         values.unlock("svc", "k");
         assert!(matches!(waiter.await.unwrap(), ValueLookup::Hit(v) if &v[..] == b"v"));
     }

@@ -17,8 +17,8 @@ use serde::Deserialize;
 
 pub use backend::BackendConfig;
 pub use server::{
-    AdminConfig, CacheConfig, CertificateConfig, GeoConfig, LogConfig, LogFormat,
-    MetricsConfig, RuntimeConfig, ServerConfig, TlsConfig,
+    AdminConfig, CacheConfig, CertificateConfig, GeoConfig, LogConfig, LogFormat, MetricsConfig,
+    RuntimeConfig, ServerConfig, TlsConfig,
 };
 pub use service::{LimitsConfig, ResponseCacheConfig, ReuseConfig, Secret, ServiceConfig};
 
@@ -342,8 +342,14 @@ mod tests {
         let error = Config::from_toml(text, "t.toml", dir.path())
             .unwrap_err()
             .to_string();
-        assert!(error.contains("t.toml") && error.contains("line 2"), "{error}");
-        assert!(error.contains("wildcard") && error.contains("fix:"), "{error}");
+        assert!(
+            error.contains("t.toml") && error.contains("line 2"),
+            "{error}"
+        );
+        assert!(
+            error.contains("wildcard") && error.contains("fix:"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -299,8 +299,9 @@ impl AdminConfig {
         }
         let token = match (&self.token, &self.token_file) {
             (Some(token), _) => token.expose().to_owned(),
-            (None, Some(file)) => std::fs::read_to_string(check.resolve(file))
-                .map_err(|e| check.invalid("admin.token_file", e.to_string(), "make it readable"))?,
+            (None, Some(file)) => std::fs::read_to_string(check.resolve(file)).map_err(|e| {
+                check.invalid("admin.token_file", e.to_string(), "make it readable")
+            })?,
             (None, None) => String::new(),
         };
         if token.trim().len() < 16 {

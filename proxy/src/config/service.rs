@@ -270,6 +270,10 @@ impl ResponseCacheConfig {
 
     /// Whether a request for `path` may be answered from (and stored in) the cache.
     pub fn covers(&self, path: &str) -> bool {
-        self.enabled && self.paths.iter().any(|prefix| path.starts_with(prefix.as_str()))
+        self.enabled
+            && self
+                .paths
+                .iter()
+                .any(|prefix| path.starts_with(prefix.as_str()))
     }
 }

@@ -85,10 +85,8 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(RuntimeError::Engine)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(RuntimeError::Engine)?;
-        crate::host::imports::add_to_linker(&mut linker, |state: &mut GuestState| {
-            &mut state.hooks
-        })
-        .map_err(RuntimeError::Engine)?;
+        crate::host::imports::add_to_linker(&mut linker, |state: &mut GuestState| &mut state.hooks)
+            .map_err(RuntimeError::Engine)?;
         Ok(Runtime {
             engine,
             linker,

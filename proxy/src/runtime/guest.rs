@@ -48,14 +48,22 @@ impl Compiled {
     }
 
     /// Compiles a component from its bytes (`.wasm`) without any cache.
-    pub fn from_wasm(runtime: &Runtime, name: &str, bytes: &[u8]) -> Result<Compiled, RuntimeError> {
+    pub fn from_wasm(
+        runtime: &Runtime,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<Compiled, RuntimeError> {
         let component = compile(runtime, name, bytes)?;
         Compiled::link(runtime, name, &component)
     }
 }
 
 /// Compiles `bytes` (a component, never a core module) for `runtime`'s engine.
-pub(crate) fn compile(runtime: &Runtime, name: &str, bytes: &[u8]) -> Result<Component, RuntimeError> {
+pub(crate) fn compile(
+    runtime: &Runtime,
+    name: &str,
+    bytes: &[u8],
+) -> Result<Component, RuntimeError> {
     if is_core_module(bytes) {
         return Err(RuntimeError::NotAComponent {
             path: name.to_owned(),

@@ -241,7 +241,10 @@ mod tests {
         assert_eq!(capture.take(), "");
         capture.append(&vec![b'x'; OUTPUT_CAPTURE_BYTES + 10]);
         let text = capture.take();
-        assert!(text.ends_with("[10 more bytes of output dropped]"), "{text}");
+        assert!(
+            text.ends_with("[10 more bytes of output dropped]"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -24,12 +24,12 @@ use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme as WasiScheme};
 use wasmtime_wasi_http::{Error as HttpError, WasiBody, WasiHttpView};
 
+use super::Runtime;
 use super::engine::Admission;
 use super::failure::{GuestFailure, classify};
 use super::guest::Guest;
 use super::instance::GuestState;
 use super::pool::Instance;
-use super::Runtime;
 use crate::config::LimitsConfig;
 use crate::host::EdgeHooks;
 
@@ -150,7 +150,11 @@ impl Runtime {
     /// Runs `call` in an instance of `guest` until the guest sets its response head (the
     /// body then streams through [`GuestBody`]) or fails. A failure before the head is
     /// reported to the sink and returned.
-    pub async fn run(&self, guest: Arc<Guest>, call: GuestRequest) -> Result<GuestResponse, GuestFailure> {
+    pub async fn run(
+        &self,
+        guest: Arc<Guest>,
+        call: GuestRequest,
+    ) -> Result<GuestResponse, GuestFailure> {
         let GuestRequest {
             hooks,
             limits,
@@ -176,7 +180,12 @@ impl Runtime {
                 let state = instance.store.data_mut();
                 state.hooks = hooks;
                 state.memory.set_max(memory_bytes);
-                (instance.store, Some(instance.proxy), instance.born, instance.served)
+                (
+                    instance.store,
+                    Some(instance.proxy),
+                    instance.born,
+                    instance.served,
+                )
             }
             None => {
                 let mut store = Store::new(&self.engine, GuestState::new(hooks, memory_bytes));

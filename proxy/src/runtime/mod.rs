@@ -28,8 +28,6 @@ pub use guest::{Compiled, Guest};
 pub use instance::GuestState;
 pub use invoke::{GuestBody, GuestEnd, GuestReport, GuestRequest, GuestResponse, ReportSink};
 
-
-
 /// Errors building the engine or loading a guest, phrased for the operator.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {

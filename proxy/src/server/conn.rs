@@ -148,9 +148,8 @@ impl ConnIo {
     /// `GET / HTTP/1.0`) is never left waiting for bytes that will not come. What was read
     /// is served again to the codec.
     pub(crate) async fn sniff(&mut self) -> Sniffed {
-        let deadline = tokio::time::Instant::from_std(
-            self.state.read_deadline().unwrap_or_else(Instant::now),
-        );
+        let deadline =
+            tokio::time::Instant::from_std(self.state.read_deadline().unwrap_or_else(Instant::now));
         let mut buf = [0u8; 24];
         let mut have = 0;
         while have < H2_PREFACE.len() {
@@ -194,7 +193,10 @@ impl ConnIo {
 }
 
 fn timed_out(what: &str) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::TimedOut, format!("client {what} timed out"))
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("client {what} timed out"),
+    )
 }
 
 impl AsyncRead for ConnIo {

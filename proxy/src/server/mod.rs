@@ -53,8 +53,10 @@ const PREMATURE_RESET: Duration = Duration::from_secs(1);
 /// An HTTP/2 connection gets GOAWAY once at least this many of its streams were reset
 /// prematurely, and they are at least half of the streams it opened.
 const PREMATURE_RESETS_TOLERATED: u32 = 50;
-/// How long a connection told to go away (abuse, drain) may take to finish its streams.
-const GOAWAY_GRACE: Duration = Duration::from_secs(5);
+/// How long a draining connection may take to finish its streams.
+const DRAIN_GRACE: Duration = Duration::from_secs(5);
+/// How long an idle or abusive HTTP/2 connection gets after its GOAWAY.
+const GOAWAY_GRACE: Duration = Duration::from_millis(500);
 /// HTTP/2 PING interval and timeout for connections whose peer went silent.
 const H2_KEEPALIVE: Duration = Duration::from_secs(20);
 
@@ -110,8 +112,9 @@ enum ConnLink {
 impl ConnInfo {
     /// The request's head is complete and it is being served.
     pub(crate) fn request_started(&self) {
-        if let ConnLink::H1(state) = &self.link {
-            state.busy();
+        match &self.link {
+            ConnLink::H1(state) => state.busy(),
+            ConnLink::H2(streams) => streams.stream_started(),
         }
     }
 
@@ -119,7 +122,7 @@ impl ConnInfo {
     pub(crate) fn request_ended(&self, cancelled: bool, age: Duration) {
         match &self.link {
             ConnLink::H1(state) => state.idle(),
-            ConnLink::H2(resets) => resets.stream_ended(cancelled && age < PREMATURE_RESET),
+            ConnLink::H2(streams) => streams.stream_ended(cancelled && age < PREMATURE_RESET),
         }
     }
 }
@@ -128,7 +131,7 @@ impl ConnInfo {
 /// load test's ceiling server.
 pub trait Handler: Clone + Send + Sync + 'static {
     /// The response body.
-    type Body: http_body::Body<Data = Bytes, Error = HttpError> + Send + 'static;
+    type Body: http_body::Body<Data = Bytes, Error = HttpError> + Send + Unpin + 'static;
     /// The response.
     type Future: Future<Output = http::Response<Self::Body>> + Send + Unpin + 'static;
     /// Answers `request`, which came on the connection `conn` describes.
@@ -210,7 +213,7 @@ async fn serve_h1<H: Handler>(
         result = connection.as_mut() => result,
         () = shutting_down(&mut shutdown) => {
             connection.as_mut().graceful_shutdown();
-            finish_within(connection).await
+            finish_within(connection, DRAIN_GRACE).await
         }
     };
     if let Err(e) = result {
@@ -243,7 +246,12 @@ async fn serve_h2<H: Handler>(
         result = connection.as_mut() => result,
         () = shutting_down(&mut shutdown) => {
             connection.as_mut().graceful_shutdown();
-            finish_within(connection).await
+            finish_within(connection, DRAIN_GRACE).await
+        }
+        () = resets.idle_for(settings.deadlines.keepalive) => {
+            tracing::debug!("closing an HTTP/2 connection idle for {:?}", settings.deadlines.keepalive);
+            connection.as_mut().graceful_shutdown();
+            finish_within(connection, GOAWAY_GRACE).await
         }
         () = resets.flooded() => {
             tracing::warn!(
@@ -251,7 +259,7 @@ async fn serve_h2<H: Handler>(
                 resets.premature.load(Ordering::Relaxed)
             );
             connection.as_mut().graceful_shutdown();
-            finish_within(connection).await
+            finish_within(connection, GOAWAY_GRACE).await
         }
     };
     if let Err(e) = result {
@@ -259,10 +267,13 @@ async fn serve_h2<H: Handler>(
     }
 }
 
-/// Drives a connection told to go away until it is done, for at most [`GOAWAY_GRACE`];
-/// past that it is dropped (closed).
-async fn finish_within<F: Future<Output = hyper::Result<()>>>(connection: Pin<&mut F>) -> hyper::Result<()> {
-    tokio::time::timeout(GOAWAY_GRACE, connection)
+/// Drives a connection told to go away until it is done, for at most `grace`; past that
+/// it is dropped (closed).
+async fn finish_within<F: Future<Output = hyper::Result<()>>>(
+    connection: Pin<&mut F>,
+    grace: Duration,
+) -> hyper::Result<()> {
+    tokio::time::timeout(grace, connection)
         .await
         .unwrap_or(Ok(()))
 }
@@ -276,9 +287,12 @@ async fn shutting_down(shutdown: &mut ShutdownWatch) {
     }
 }
 
-/// An HTTP/2 connection's count of streams the client reset right after opening them.
+/// An HTTP/2 connection's streams: how many are open (for the idle timeout) and how many
+/// the client reset right after opening them (for the rapid-reset defence).
 #[derive(Default)]
 pub(crate) struct StreamResets {
+    active: AtomicU32,
+    activity: Notify,
     streams: AtomicU32,
     premature: AtomicU32,
     flood: Notify,
@@ -286,7 +300,31 @@ pub(crate) struct StreamResets {
 }
 
 impl StreamResets {
+    fn stream_started(&self) {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        self.activity.notify_waiters();
+    }
+
+    /// Resolves once the connection has had no open stream for `limit`.
+    async fn idle_for(&self, limit: Duration) {
+        loop {
+            let changed = self.activity.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.active.load(Ordering::Relaxed) == 0 {
+                tokio::select! {
+                    () = tokio::time::sleep(limit) => return,
+                    () = changed => {}
+                }
+            } else {
+                changed.await;
+            }
+        }
+    }
+
     fn stream_ended(&self, premature: bool) {
+        self.active.fetch_sub(1, Ordering::Relaxed);
+        self.activity.notify_waiters();
         let streams = self.streams.fetch_add(1, Ordering::Relaxed) + 1;
         if !premature {
             return;
@@ -312,27 +350,129 @@ struct HyperService<H> {
 }
 
 impl<H: Handler> hyper::service::Service<http::Request<Incoming>> for HyperService<H> {
-    type Response = http::Response<H::Body>;
+    type Response = http::Response<Tracked<H::Body>>;
     type Error = Infallible;
     type Future = Answer<H::Future>;
 
     fn call(&self, request: http::Request<Incoming>) -> Self::Future {
         self.conn.request_started();
-        Answer(self.handler.handle(request, &self.conn))
+        let head_request = request.method() == http::Method::HEAD;
+        Answer {
+            future: self.handler.handle(request, &self.conn),
+            request: Some(RequestOnConn {
+                conn: self.conn.clone(),
+                started: Instant::now(),
+                head_request,
+            }),
+        }
     }
 }
 
-/// A handler's answer as hyper wants it: never an error (failures are responses).
-pub struct Answer<F>(F);
+/// One request on its connection, until its response is whole or the client went away;
+/// then the connection hears how it ended (idle time, rapid-reset accounting).
+struct RequestOnConn {
+    conn: Arc<ConnInfo>,
+    started: Instant,
+    head_request: bool,
+}
+
+impl RequestOnConn {
+    fn ended(self, cancelled: bool) {
+        self.conn.request_ended(cancelled, self.started.elapsed());
+    }
+}
+
+/// A handler's answer as hyper wants it: never an error (failures are responses). Dropped
+/// before it resolves, its request was cancelled.
+pub struct Answer<F> {
+    future: F,
+    request: Option<RequestOnConn>,
+}
 
 impl<F, B> Future for Answer<F>
 where
     F: Future<Output = http::Response<B>> + Unpin,
 {
-    type Output = Result<http::Response<B>, Infallible>;
+    type Output = Result<http::Response<Tracked<B>>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.get_mut().0).poll(cx).map(Ok)
+        let this = self.get_mut();
+        let response = std::task::ready!(Pin::new(&mut this.future).poll(cx));
+        let request = this.request.take();
+        let complete_at = request.as_ref().and_then(|r| {
+            crate::http::complete_at(r.head_request, response.status(), response.headers())
+        });
+        Poll::Ready(Ok(response.map(|inner| Tracked {
+            inner,
+            sent: 0,
+            complete_at,
+            request,
+        })))
+    }
+}
+
+impl<F> Drop for Answer<F> {
+    fn drop(&mut self) {
+        if let Some(request) = self.request.take() {
+            request.ended(true);
+        }
+    }
+}
+
+/// A response body on its way to the client; tells the connection when it is done.
+pub struct Tracked<B> {
+    inner: B,
+    sent: u64,
+    complete_at: Option<u64>,
+    request: Option<RequestOnConn>,
+}
+
+impl<B> http_body::Body for Tracked<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, B::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.sent += frame.data_ref().map_or(0, |d| d.len() as u64);
+            }
+            Poll::Ready(None) => {
+                if let Some(request) = this.request.take() {
+                    request.ended(false);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(request) = this.request.take() {
+                    request.ended(true);
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> Drop for Tracked<B> {
+    fn drop(&mut self) {
+        if let Some(request) = self.request.take() {
+            request.ended(self.complete_at != Some(self.sent));
+        }
     }
 }
 
@@ -400,7 +540,11 @@ impl<H> Drop for Slot<'_, H> {
         self.listener.open.fetch_sub(1, Ordering::Relaxed);
         self.listener.metrics.closed();
         if let Some(ip) = self.ip {
-            let mut per_ip = self.listener.per_ip.lock().expect("per-ip connections lock");
+            let mut per_ip = self
+                .listener
+                .per_ip
+                .lock()
+                .expect("per-ip connections lock");
             if let Some(count) = per_ip.get_mut(&ip) {
                 *count -= 1;
                 if *count == 0 {
@@ -459,7 +603,6 @@ impl Handler for EdgeHandler {
             client_ip: conn.client_ip,
             version: conn.version,
             tls: conn.tls.clone(),
-            conn: Some(conn.clone()),
         };
         let request = request.map(|body| body.map_err(HttpError::from).boxed_unsync());
         Box::pin(async move { site.handle(request, downstream).await })

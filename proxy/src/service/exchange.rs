@@ -20,8 +20,7 @@ use super::Service;
 use crate::access_log::{AccessLog, AccessRecord};
 use crate::cache::CacheState;
 use crate::host::{FetchStats, RequestInfo, TlsInfo};
-use crate::http::REQUEST_ID;
-use crate::server::ConnInfo;
+use crate::http::{REQUEST_ID, complete_at};
 
 /// Request ids: a random per-process prefix and a counter, cheap and unique enough to grep.
 pub struct RequestIds {
@@ -61,8 +60,6 @@ pub struct Downstream {
     pub version: http::Version,
     /// TLS details, when over TLS.
     pub tls: Option<Arc<TlsInfo>>,
-    /// The connection, told when the request starts and ends (none in the harness).
-    pub(crate) conn: Option<Arc<ConnInfo>>,
 }
 
 impl Downstream {
@@ -74,7 +71,6 @@ impl Downstream {
             client_ip,
             version: http::Version::HTTP_11,
             tls: None,
-            conn: None,
         }
     }
 }
@@ -98,7 +94,6 @@ pub(crate) struct Exchange {
     pub(crate) client_ip: Option<IpAddr>,
     pub(crate) version: http::Version,
     pub(crate) tls: Option<Arc<TlsInfo>>,
-    conn: Option<Arc<ConnInfo>>,
     pub(crate) service: Option<Arc<Service>>,
     pub(crate) status: u16,
     pub(crate) trace: Arc<RequestTrace>,
@@ -161,7 +156,6 @@ impl Exchange {
             client_ip: downstream.client_ip,
             version: downstream.version,
             tls: downstream.tls,
-            conn: downstream.conn,
             service: None,
             status: 0,
             trace: Arc::default(),
@@ -208,9 +202,6 @@ impl Exchange {
             }
             service.metrics.request(status, total.as_secs_f64());
         }
-        if let Some(conn) = &self.conn {
-            conn.request_ended(cancelled, total);
-        }
         if let Some(log) = &self.log {
             let response_cache = self.response_cache.map(CacheState::as_header);
             log.sink.write(&AccessRecord {
@@ -241,22 +232,9 @@ impl Exchange {
         if let Ok(id) = HeaderValue::from_str(&self.request_id) {
             response.headers_mut().insert(REQUEST_ID, id);
         }
-        let status = response.status();
         // The codec stops reading a body at its declared length, or never reads one that
         // cannot go on the wire: both count as sent whole.
-        let complete_at = if self.head_request
-            || status.is_informational()
-            || status == http::StatusCode::NO_CONTENT
-            || status == http::StatusCode::NOT_MODIFIED
-        {
-            Some(0)
-        } else {
-            response
-                .headers()
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok())
-        };
+        let complete_at = complete_at(self.head_request, response.status(), response.headers());
         response.map(|inner| EdgeBody {
             inner,
             bytes_out: 0,
@@ -284,6 +262,10 @@ enum Outcome {
 }
 
 /// A response body as the node sends it.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per response, built once; boxing the guest's body would cost an allocation per request"
+)]
 pub(crate) enum BodyKind {
     /// Bytes known up front (node answers); `None` once sent.
     Full(Option<Bytes>),

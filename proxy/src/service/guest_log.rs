@@ -8,7 +8,12 @@ use crate::metrics::ServiceMetrics;
 use crate::runtime::{GuestEnd, GuestReport};
 
 /// Logs `report` for the request `request_id` of `service` and counts it into `metrics`.
-pub(crate) fn record(service: &str, request_id: &str, metrics: &ServiceMetrics, report: &GuestReport) {
+pub(crate) fn record(
+    service: &str,
+    request_id: &str,
+    metrics: &ServiceMetrics,
+    report: &GuestReport,
+) {
     if let Some(instantiate) = report.instantiate {
         metrics.instantiated(instantiate.as_secs_f64());
     }
@@ -34,7 +39,11 @@ pub(crate) fn record(service: &str, request_id: &str, metrics: &ServiceMetrics, 
             log_output(service, request_id, &report.stdout, "");
         }
         GuestEnd::Cancelled => {
-            tracing::debug!(service, request_id, "the client went away; the guest was cancelled");
+            tracing::debug!(
+                service,
+                request_id,
+                "the client went away; the guest was cancelled"
+            );
             log_output(service, request_id, &report.stdout, &report.stderr);
         }
         GuestEnd::Clean => log_output(service, request_id, &report.stdout, &report.stderr),
@@ -98,6 +107,9 @@ mod tests {
     fn sdk_tags_set_the_level_and_untagged_lines_are_info() {
         assert_eq!(guest_log_level("[warn] low"), (tracing::Level::WARN, "low"));
         assert_eq!(guest_log_level("plain"), (tracing::Level::INFO, "plain"));
-        assert_eq!(guest_log_level("[trace] x"), (tracing::Level::INFO, "[trace] x"));
+        assert_eq!(
+            guest_log_level("[trace] x"),
+            (tracing::Level::INFO, "[trace] x")
+        );
     }
 }

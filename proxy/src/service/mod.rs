@@ -40,7 +40,7 @@ pub use guest_log::{GuestRun, ReportObserver, guest_log_level};
 
 use crate::access_log::AccessLog;
 use crate::cache::{CacheState, EdgeCache};
-use crate::config::{LimitsConfig, ResponseCacheConfig, ReuseConfig};
+use crate::config::{LimitsConfig, ResponseCacheConfig, ReuseConfig, ServiceConfig};
 use crate::host::{EdgeHooks, Grants, ResponsePolicy};
 use crate::host_pattern::HostMap;
 use crate::http::{SERVER_TIMING, strip_hop_by_hop};
@@ -100,26 +100,24 @@ pub struct Service {
 }
 
 impl Service {
-    /// A service named `name` running `guest` within `limits`.
+    /// A service named `name` running `guest` as `config` says (limits, reuse, headers,
+    /// response cache).
     pub fn new(
         name: Arc<str>,
         guest: Guest,
-        limits: LimitsConfig,
-        reuse: Option<ReuseConfig>,
+        config: &ServiceConfig,
         grants: Arc<Grants>,
-        server_timing: bool,
-        response_cache: ResponseCacheConfig,
         metrics: ServiceMetrics,
     ) -> Self {
         Self {
             name,
             guest: ArcSwap::from_pointee(guest),
-            slots: Arc::new(Semaphore::new(limits.max_concurrent as usize)),
-            limits,
-            reuse,
+            slots: Arc::new(Semaphore::new(config.limits.max_concurrent as usize)),
+            limits: config.limits,
+            reuse: config.reuse,
             grants,
-            server_timing,
-            response_cache,
+            server_timing: config.server_timing,
+            response_cache: config.response_cache.clone(),
             metrics,
         }
     }
@@ -182,17 +180,19 @@ impl Site {
             Ok(Target::AsteriskOptions) => {
                 let mut response = http::Response::new(BodyKind::empty());
                 *response.status_mut() = StatusCode::NO_CONTENT;
-                response
-                    .headers_mut()
-                    .insert(header::ALLOW, HeaderValue::from_static(target::ALLOWED_METHODS));
+                response.headers_mut().insert(
+                    header::ALLOW,
+                    HeaderValue::from_static(target::ALLOWED_METHODS),
+                );
                 return ex.respond(response);
             }
             Err(refusal) => {
                 let mut response = ex.answer(refusal.status, refusal.reason);
                 if refusal.status == StatusCode::METHOD_NOT_ALLOWED {
-                    response
-                        .headers_mut()
-                        .insert(header::ALLOW, HeaderValue::from_static(target::ALLOWED_METHODS));
+                    response.headers_mut().insert(
+                        header::ALLOW,
+                        HeaderValue::from_static(target::ALLOWED_METHODS),
+                    );
                 }
                 if refusal.close {
                     response
@@ -218,8 +218,7 @@ impl Service {
         mut ex: Exchange,
     ) -> http::Response<EdgeBody> {
         ex.service = Some(self.clone());
-        if declared_length(&request).is_some_and(|len| len > self.limits.max_request_body_bytes)
-        {
+        if declared_length(&request).is_some_and(|len| len > self.limits.max_request_body_bytes) {
             return too_large(ex, self.limits.max_request_body_bytes);
         }
         let request = request_body::limit(
@@ -228,8 +227,11 @@ impl Service {
             site.read_timeout,
             ex.trace.clone(),
         );
+        // A request with credentials always reaches the guest: an answer shared under its
+        // URL was made for somebody else (Varnish's built-in rule, too).
         let cacheable = matches!(*request.method(), Method::GET | Method::HEAD)
-            && self.response_cache.covers(request.uri().path());
+            && self.response_cache.covers(request.uri().path())
+            && !request.headers().contains_key(header::AUTHORIZATION);
         match (&site.shared.cache, cacheable) {
             (Some(cache), true) => self.from_response_cache(site, cache, request, ex).await,
             _ => self.run_guest(site, request, ex, None).await,
@@ -249,13 +251,21 @@ impl Service {
             site: site.clone(),
             caller: ex.caller(&site.pop),
         });
-        let fetched = cache.fetch_response(&self.name, origin, request).await;
+        let scheme = if ex.tls.is_some() { "https" } else { "http" };
+        // Routing already refused a request without a usable host.
+        let authority = target::host(&request).unwrap_or_default().to_owned();
+        let fetched = cache
+            .fetch_response(&self.name, scheme, &authority, origin, request)
+            .await;
         let (response, state) = match fetched {
             Ok(answer) => answer,
             // The guest origin answers failures as 5xx responses; an error here is the
             // cache's own (its fill task vanished).
             Err(error) => {
-                let text = format!("the response cache failed: {error} (request id {})", ex.request_id);
+                let text = format!(
+                    "the response cache failed: {error} (request id {})",
+                    ex.request_id
+                );
                 return ex.answer(StatusCode::INTERNAL_SERVER_ERROR, &text);
             }
         };
@@ -352,7 +362,10 @@ impl Service {
         let trace = caller.trace.clone();
         match shared.runtime.run(guest, call).await {
             // The body went over the limit before the guest answered: that is the answer.
-            _ if trace.body_too_large.load(std::sync::atomic::Ordering::Relaxed) => {
+            _ if trace
+                .body_too_large
+                .load(std::sync::atomic::Ordering::Relaxed) =>
+            {
                 Err(Failed::TooLarge(self.limits.max_request_body_bytes))
             }
             Ok(answer) => Ok(answer),
@@ -380,7 +393,12 @@ impl Service {
             let guest = head_ready
                 .saturating_sub(instantiate.unwrap_or_default())
                 .saturating_sub(origin);
-            let _ = write!(timing, ", guest;dur={:.3}, origin;dur={:.3}", ms(guest), ms(origin));
+            let _ = write!(
+                timing,
+                ", guest;dur={:.3}, origin;dur={:.3}",
+                ms(guest),
+                ms(origin)
+            );
             if let Some(state) = ex.trace.fetches.cache_state() {
                 let _ = write!(timing, ", cache;desc={}", state.as_header());
             }

@@ -48,7 +48,10 @@ pub(crate) enum Target<'a> {
 }
 
 /// Checks `request`'s target, host, expectations and head size against the rules above.
-pub(crate) fn check<B>(request: &Request<B>, max_header_bytes: usize) -> Result<Target<'_>, Refusal> {
+pub(crate) fn check<B>(
+    request: &Request<B>,
+    max_header_bytes: usize,
+) -> Result<Target<'_>, Refusal> {
     let uri = request.uri();
     if *request.method() == Method::CONNECT {
         return Err(Refusal::new(
@@ -76,8 +79,8 @@ pub(crate) fn check<B>(request: &Request<B>, max_header_bytes: usize) -> Result<
         };
     }
     let origin_form = uri.scheme().is_none() && uri.authority().is_none();
-    let absolute_form = matches!(uri.scheme_str(), Some("http") | Some("https"))
-        && uri.authority().is_some();
+    let absolute_form =
+        matches!(uri.scheme_str(), Some("http") | Some("https")) && uri.authority().is_some();
     if !(origin_form && uri.path().starts_with('/') || absolute_form) {
         return Err(Refusal::new(
             StatusCode::BAD_REQUEST,
@@ -98,7 +101,7 @@ pub(crate) fn check<B>(request: &Request<B>, max_header_bytes: usize) -> Result<
 
 /// The host a request is for: its absolute target's authority (RFC 9112 section 3.2.2:
 /// it wins over `Host`), else its one `Host` header; without port or trailing dot.
-fn host<B>(request: &Request<B>) -> Result<&str, Refusal> {
+pub(crate) fn host<B>(request: &Request<B>) -> Result<&str, Refusal> {
     let missing = || Refusal::new(StatusCode::BAD_REQUEST, "request has no Host").closing();
     let authority = match request.uri().authority() {
         Some(authority) => authority.host(),
@@ -139,7 +142,10 @@ fn host_of(value: &HeaderValue) -> Option<&str> {
 
 /// The size of a request's head as it would be sent over HTTP/1.1.
 pub(crate) fn head_size<B>(request: &Request<B>) -> usize {
-    let target = request.uri().path_and_query().map_or(1, |p| p.as_str().len());
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or(1, |p| p.as_str().len());
     request
         .headers()
         .iter()
@@ -190,7 +196,10 @@ mod tests {
     #[test]
     fn host_must_be_one_and_well_formed() {
         assert_eq!(status("GET", "/", &[]), 400);
-        assert_eq!(status("GET", "/", &[("host", "a.test"), ("host", "b.test")]), 400);
+        assert_eq!(
+            status("GET", "/", &[("host", "a.test"), ("host", "b.test")]),
+            400
+        );
         assert_eq!(status("GET", "/", &[("host", "a b")]), 400);
         assert_eq!(status("GET", "/", &[("host", "user@a.test")]), 400);
         let req = request("GET", "/", &[("host", "a.test:8080")]);

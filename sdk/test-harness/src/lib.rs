@@ -147,14 +147,17 @@ impl Harness {
     async fn run(&self, request: http::Request<Bytes>) -> TestResponse {
         let (mut parts, body) = request.into_parts();
         if parts.uri.authority().is_none() && !parts.headers.contains_key(http::header::HOST) {
-            parts
-                .headers
-                .insert(http::header::HOST, http::HeaderValue::from_static("guest.test"));
+            parts.headers.insert(
+                http::header::HOST,
+                http::HeaderValue::from_static("guest.test"),
+            );
         }
         let body = if body.is_empty() {
             outpost_proxy::http::empty_body()
         } else {
-            Full::new(body).map_err(|never| match never {}).boxed_unsync()
+            Full::new(body)
+                .map_err(|never| match never {})
+                .boxed_unsync()
         };
         let request = http::Request::from_parts(parts, body);
         let request_id = self.site.shared().ids.next();

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use rustls::pki_types::pem::PemObject;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
@@ -133,34 +132,6 @@ async fn malformed_and_oversized_requests_are_refused() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-}
-
-/// A self-signed certificate for `names`, as (PEM cert, PEM key, DER cert).
-/// A TLS client config that trusts exactly these PEM certificates.
-fn trusting(pems: &[&str]) -> rustls::ClientConfig {
-    let mut roots = rustls::RootCertStore::empty();
-    for pem in pems {
-        let cert = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
-        roots.add(cert).unwrap();
-    }
-    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth()
-}
-
-fn certificate(names: &[&str]) -> (String, String, Vec<u8>) {
-    let cert =
-        rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-            .unwrap();
-    (
-        cert.cert.pem(),
-        cert.signing_key.serialize_pem(),
-        cert.cert.der().to_vec(),
-    )
 }
 
 #[tokio::test]

@@ -16,6 +16,37 @@ use hyper::body::Frame;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
+/// Parses the Prometheus text format into `name{labels}` -> value.
+pub fn scrape(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .filter_map(|line| line.rsplit_once(' '))
+        .filter_map(|(key, value)| Some((key.to_owned(), value.parse().ok()?)))
+        .collect()
+}
+
+/// The node's metrics at `addr`, scraped now.
+pub async fn metrics_at(addr: SocketAddr) -> HashMap<String, f64> {
+    scrape(&get_text(&format!("http://{addr}/metrics")).await)
+}
+
+/// Sends raw bytes on a fresh connection and returns everything the node answers until it
+/// closes the connection; panics if it keeps the connection open for `within`.
+pub async fn raw_exchange_within(addr: SocketAddr, request: &[u8], within: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(within, stream.read_to_end(&mut buf)).await;
+    assert!(
+        read.is_ok(),
+        "the node kept the connection open for {within:?} after {:?}; it sent {:?}",
+        String::from_utf8_lossy(request),
+        String::from_utf8_lossy(&buf)
+    );
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
 /// Path of an example guest built from guest-examples/.
 pub fn example(name: &str) -> PathBuf {
     Path::new(env!("OUTPOST_EXAMPLES_WASM")).join(format!("{name}.wasm"))
@@ -470,6 +501,21 @@ impl Node {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The node process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The node process's resident memory, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     /// What the node has logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -506,6 +552,17 @@ pub fn http1() -> reqwest::Client {
     reqwest::Client::builder()
         .http1_only()
         .no_proxy()
+        .build()
+        .unwrap()
+}
+
+/// An HTTP/1.1 client that opens a new connection for every request.
+pub fn http1_fresh() -> reqwest::Client {
+    install_crypto();
+    reqwest::Client::builder()
+        .http1_only()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
         .build()
         .unwrap()
 }
@@ -615,4 +672,33 @@ pub fn write_geo_database(path: &Path) {
     }
     let file = std::fs::File::create(path).unwrap();
     db.write_to(std::io::BufWriter::new(file)).unwrap();
+}
+
+/// A TLS client config that trusts exactly these PEM certificates.
+pub fn trusting(pems: &[&str]) -> rustls::ClientConfig {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for pem in pems {
+        let cert = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+        roots.add(cert).unwrap();
+    }
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth()
+}
+
+/// A self-signed certificate for `names`, as (PEM cert, PEM key, DER cert).
+pub fn certificate(names: &[&str]) -> (String, String, Vec<u8>) {
+    let cert =
+        rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    (
+        cert.cert.pem(),
+        cert.signing_key.serialize_pem(),
+        cert.cert.der().to_vec(),
+    )
 }

@@ -503,7 +503,7 @@ async fn edge_targeted_fields_win_and_stay_at_the_edge() {
 #[tokio::test]
 async fn request_directives_and_heuristic_freshness() {
     let origin = Origin::start().await;
-    let last_modified = httpdate_days_ago(10);
+    let last_modified = http_date_ago(10 * 86_400);
     origin.set(
         "/heuristic",
         Canned::ok("h", &[("last-modified", last_modified.as_str())]),
@@ -540,35 +540,138 @@ async fn request_directives_and_heuristic_freshness() {
     assert!(origin.hits("/absent").is_empty());
 }
 
-fn httpdate_days_ago(days: u64) -> String {
-    // Formats an IMF-fixdate without a date crate: the node's parser is the judge.
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        - days * 86_400;
-    let (day_count, rem) = (secs / 86_400, secs % 86_400);
-    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(day_count % 7) as usize];
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = day_count as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let months = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    format!(
-        "{weekday}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
-        months[month as usize - 1],
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+/// An IMF-fixdate `secs` seconds in the past.
+fn http_date_ago(secs: u64) -> String {
+    httpdate::fmt_http_date(std::time::SystemTime::now() - Duration::from_secs(secs))
+}
+
+/// The cache-tests suite's last required failures, each as the suite sends it.
+#[tokio::test]
+async fn age_lists_dates_and_invalid_cdn_cache_control_follow_rfc_9111() {
+    let origin = Origin::start().await;
+    let edge = edge(&origin, "").await;
+
+    // `Age: 7200, 0`: the first member counts, so an hour's max-age is already stale.
+    origin.set(
+        "/age-list",
+        Canned::ok(
+            "old",
+            &[("cache-control", "max-age=3600"), ("age", "7200, 0")],
+        ),
+    );
+    get(&edge, "/age-list").await;
+    assert_eq!(get(&edge, "/age-list").await.x_cache(), "MISS");
+    assert_eq!(
+        origin.hits("/age-list").len(),
+        2,
+        "a stale object is not served"
+    );
+
+    // A served hit keeps the origin's Date, with or without Expires.
+    let date = http_date_ago(30);
+    let expires = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(570));
+    origin.set(
+        "/dated",
+        Canned::ok(
+            "dated",
+            &[("cache-control", "max-age=600"), ("date", &date)],
+        ),
+    );
+    origin.set(
+        "/expires",
+        Canned::ok("expires", &[("date", &date), ("expires", &expires)]),
+    );
+    for path in ["/dated", "/expires"] {
+        get(&edge, path).await;
+        let hit = get(&edge, path).await;
+        assert_eq!(hit.x_cache(), "HIT", "{path}");
+        assert_eq!(
+            hit.header("date"),
+            Some(date.as_str()),
+            "{path} keeps its Date"
+        );
+        let age: u64 = hit.header("age").unwrap().parse().unwrap();
+        assert!(age >= 30, "{path}: the Date counts into Age: {age}");
+    }
+
+    // CDN-Cache-Control that is not a valid Structured Field is ignored as a whole, so
+    // Cache-Control (here: no-store) governs.
+    for (path, cdn) in [
+        ("/cdn-junk", "max-age=10000, &&&&&"),
+        ("/cdn-type", "max-age=\"10000\""),
+    ] {
+        origin.set(
+            path,
+            Canned::ok(
+                "x",
+                &[("cache-control", "no-store"), ("cdn-cache-control", cdn)],
+            ),
+        );
+        get(&edge, path).await;
+        assert_eq!(get(&edge, path).await.x_cache(), "MISS", "{path}");
+        assert_eq!(origin.hits(path).len(), 2, "{path}: `{cdn}` is not obeyed");
+    }
+    // The same field, valid, is obeyed over Cache-Control.
+    origin.set(
+        "/cdn-valid",
+        Canned::ok(
+            "x",
+            &[
+                ("cache-control", "no-store"),
+                ("cdn-cache-control", "max-age=600"),
+            ],
+        ),
+    );
+    get(&edge, "/cdn-valid").await;
+    assert_eq!(get(&edge, "/cdn-valid").await.x_cache(), "HIT");
+}
+
+/// An origin that sends `103 Early Hints` before its final response: the final response is
+/// what the client gets and what is stored; the interim one is never stored. (It is not
+/// forwarded either: see README, "HTTP conformance".)
+#[tokio::test]
+async fn interim_responses_from_the_origin_are_never_stored() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin_addr = listener.local_addr().unwrap();
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = served.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let answer = "HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n\
+                              HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\ncontent-length: 5\r\n\
+                              connection: close\r\n\r\nfinal";
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    let (addr, metrics) = (free_addr(), free_addr());
+    let config = format!(
+        "[server]\nlisten = [\"{addr}\"]\n[metrics]\nlisten = \"{metrics}\"\n\
+         [services.svc]\ndomains = [\"*\"]\nguest = {}\n\
+         [services.svc.backends.origin]\nurl = \"http://{origin_addr}\"\n",
+        toml_path(&example("origin_proxy"))
+    );
+    let node = Node::start_on(addr, &config, &[addr, metrics]).await;
+    for expected in ["MISS", "HIT"] {
+        let response = http1().get(node.url("/hinted")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["x-cache"], expected);
+        assert!(response.headers().get("link").is_none());
+        assert_eq!(response.text().await.unwrap(), "final");
+    }
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
 
 #[tokio::test]

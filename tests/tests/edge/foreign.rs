@@ -18,6 +18,37 @@ async fn a_plain_wasi_http_component_runs_unchanged() {
     assert_eq!(response.text().await.unwrap(), "plain wasi saw /raw?x=1\n");
 }
 
+/// A guest that answers with an `error-code` instead of a response still has its output
+/// logged and its execution timed (it used to lose both).
+#[tokio::test]
+async fn an_error_code_answer_keeps_its_log_lines_and_its_execution_time() {
+    let (addr, metrics) = (free_addr(), free_addr());
+    let config = one_service(&test_guest("plain_wasi"), "", &[])
+        .replace("{listen}", &addr.to_string())
+        + &format!("\n[metrics]\nlisten = \"{metrics}\"\n");
+    let node = Node::start_on(addr, &config, &[addr, metrics]).await;
+    let response = http1().get(node.url("/error-code")).send().await.unwrap();
+    assert_eq!(response.status(), 502);
+    let request_id = response.headers()["x-outpost-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let log = node.wait_log("plain wasi gives up on /error-code").await;
+    let line = log
+        .lines()
+        .find(|l| l.contains("plain wasi gives up on /error-code"))
+        .unwrap_or_else(|| panic!("the guest's line is logged:\n{log}"));
+    assert!(
+        line.contains(&request_id),
+        "tagged with the request: {line}"
+    );
+    let m = metrics_at(metrics).await;
+    let sum = m[r#"outpost_guest_execution_seconds_sum{service="svc"}"#];
+    let count = m[r#"outpost_guest_execution_seconds_count{service="svc"}"#];
+    assert_eq!(count, 1.0);
+    assert!(sum >= 0.004, "the guest worked 5 ms: {sum}");
+}
+
 /// Serves `guest` with an `origin` backend whose `/page` is cacheable, checks its own
 /// answer and its fetch, and that the second fetch came from the edge cache.
 async fn serve_foreign(guest: &str, language: &str, transform: fn(&str) -> String) {

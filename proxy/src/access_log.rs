@@ -1,16 +1,74 @@
 //! The access log: one JSON object per line for every request the node answers.
 //!
-//! Lines are handed to a writer thread over a channel, so a slow disk never stalls the
-//! request path; the thread flushes whenever it has nothing queued.
+//! Lines are handed to a writer thread over a bounded queue, so a slow disk never stalls
+//! the request path and never costs memory without limit: when the writer falls behind by
+//! [`QUEUE_LINES`], further lines are dropped and counted
+//! (`outpost_access_log_dropped_total`). The writer flushes whenever it has nothing queued,
+//! and reopens its file on request (SIGUSR1, after logrotate moved it).
 
 use std::io::Write;
 use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
+
+use prometheus::IntCounter;
+
+/// Lines the queue holds before new ones are dropped (a few MiB of JSON).
+pub const QUEUE_LINES: usize = 16 * 1024;
 
 /// Where access log lines go.
 pub struct AccessLog {
-    lines: mpsc::Sender<String>,
+    lines: mpsc::SyncSender<String>,
+    state: Arc<WriterState>,
+    dropped: IntCounter,
+}
+
+/// What the request path and the writer thread share.
+#[derive(Default)]
+struct WriterState {
+    /// Lines handed over and not yet written.
+    queued: AtomicUsize,
+    /// Reopen the file before the next write.
+    reopen: AtomicBool,
+}
+
+/// Where lines are written: stdout, or a file that can be reopened.
+enum Sink {
+    Stdout(std::io::Stdout),
+    File(PathBuf, std::fs::File),
+}
+
+impl Sink {
+    fn open_file(path: PathBuf) -> std::io::Result<Sink> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        Ok(Sink::File(path, file))
+    }
+
+    fn writer(&mut self) -> &mut dyn Write {
+        match self {
+            Sink::Stdout(out) => out,
+            Sink::File(_, file) => file,
+        }
+    }
+
+    /// Opens the file at its path again (a rotated file is left to its new name).
+    fn reopen(&mut self) {
+        if let Sink::File(path, _) = self {
+            match Sink::open_file(path.clone()) {
+                Ok(reopened) => *self = reopened,
+                Err(error) => tracing::error!(
+                    "cannot reopen the access log {}: {error}; still writing to the old file",
+                    path.display()
+                ),
+            }
+        }
+    }
 }
 
 /// Everything the node knows about one finished exchange.
@@ -47,31 +105,59 @@ pub struct AccessRecord<'a> {
 }
 
 impl AccessLog {
-    /// Opens the access log for `target`: `off` (None), `stdout`, or a file path.
-    pub fn open(target: &str) -> std::io::Result<Option<AccessLog>> {
-        let mut sink: Box<dyn Write + Send> = match target {
+    /// Opens the access log for `target`: `off` (None), `stdout`, or a file path. Dropped
+    /// lines are counted in `dropped`.
+    pub fn open(target: &str, dropped: IntCounter) -> std::io::Result<Option<AccessLog>> {
+        let mut sink = match target {
             "off" | "" => return Ok(None),
-            "stdout" => Box::new(std::io::stdout()),
-            path => Box::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)?,
-            ),
+            "stdout" => Sink::Stdout(std::io::stdout()),
+            path => Sink::open_file(PathBuf::from(path))?,
         };
-        let (lines, receiver) = mpsc::channel::<String>();
+        let (lines, receiver) = mpsc::sync_channel::<String>(QUEUE_LINES);
+        let state = Arc::new(WriterState::default());
+        let shared = state.clone();
         std::thread::Builder::new()
             .name("outpost-access-log".into())
             .spawn(move || {
-                while let Ok(line) = receiver.recv() {
-                    let _ = sink.write_all(line.as_bytes());
-                    while let Ok(line) = receiver.try_recv() {
-                        let _ = sink.write_all(line.as_bytes());
+                loop {
+                    let line = match receiver.recv_timeout(Duration::from_millis(250)) {
+                        Ok(line) => Some(line),
+                        Err(mpsc::RecvTimeoutError::Timeout) => None,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    };
+                    if shared.reopen.swap(false, Ordering::Relaxed) {
+                        let _ = sink.writer().flush();
+                        sink.reopen();
                     }
-                    let _ = sink.flush();
+                    let Some(line) = line else { continue };
+                    let _ = sink.writer().write_all(line.as_bytes());
+                    shared.queued.fetch_sub(1, Ordering::Relaxed);
+                    while let Ok(line) = receiver.try_recv() {
+                        let _ = sink.writer().write_all(line.as_bytes());
+                        shared.queued.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    let _ = sink.writer().flush();
                 }
             })?;
-        Ok(Some(AccessLog { lines }))
+        Ok(Some(AccessLog {
+            lines,
+            state,
+            dropped,
+        }))
+    }
+
+    /// Asks the writer to reopen its file before its next line (logrotate's `postrotate`
+    /// sends SIGUSR1 for this).
+    pub fn reopen(&self) {
+        self.state.reopen.store(true, Ordering::Relaxed);
+    }
+
+    /// Waits, at most `limit`, until every queued line is written (before the node exits).
+    pub fn flush(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.state.queued.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Queues one line for `record`.
@@ -96,6 +182,10 @@ impl AccessLog {
         })
         .to_string();
         line.push('\n');
-        let _ = self.lines.send(line);
+        self.state.queued.fetch_add(1, Ordering::Relaxed);
+        if self.lines.try_send(line).is_err() {
+            self.state.queued.fetch_sub(1, Ordering::Relaxed);
+            self.dropped.inc();
+        }
     }
 }

@@ -12,7 +12,9 @@ use crate::config::{BackendConfig, Config, LogFormat, ServiceConfig};
 use crate::demo;
 use crate::host_pattern::HostPattern;
 use crate::logging;
-use crate::node::Node;
+use crate::node::{Node, RunOptions};
+use crate::runtime::Runtime;
+use crate::runtime::artifact::precompile;
 
 /// Outpost: a self-hostable edge compute node that runs a fresh WebAssembly guest for
 /// every request.
@@ -36,6 +38,20 @@ pub enum Command {
         /// The config file to check.
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Compile a guest ahead of time into a `.cwasm` that starts without compiling. It
+    /// loads only on an Outpost of the same build with the same `[runtime]` settings;
+    /// anything else refuses it.
+    Compile {
+        /// The guest component (.wasm).
+        guest: PathBuf,
+        /// Where to write it (default: the guest's path with `.cwasm`).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// The node config whose `[runtime]` settings the guest will run under (default:
+        /// the built-in settings).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -77,6 +93,11 @@ pub struct ServeArgs {
     /// `log.format` in the config.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Take the listening sockets over from the Outpost running on this config (zero
+    /// downtime): start this, then send the old one SIGQUIT within 30 s. SIGUSR2 to the old
+    /// one does both.
+    #[arg(long)]
+    pub upgrade: bool,
     /// Where the built-in demo origin listens (default mode only).
     #[arg(long, default_value = demo::DEMO_ORIGIN, conflicts_with_all = ["config", "guest"])]
     pub demo_origin: SocketAddr,
@@ -98,16 +119,58 @@ pub fn run() -> anyhow::Result<()> {
             println!("ok: {services} service(s); every guest compiles and links");
             Ok(())
         }
+        Command::Compile {
+            guest,
+            output,
+            config,
+        } => {
+            logging::init("warn", LogFormat::Text);
+            let config = match config {
+                Some(path) => Config::load(&path)?,
+                None => Config::default(),
+            };
+            let runtime = Runtime::new(&config.runtime, config.max_guest_memory())
+                .context("starting the WebAssembly engine")?;
+            let started = std::time::Instant::now();
+            let artifact = precompile(&runtime, &guest)?;
+            let output = output.unwrap_or_else(|| guest.with_extension("cwasm"));
+            std::fs::write(&output, &artifact)
+                .with_context(|| format!("writing {}", output.display()))?;
+            println!(
+                "compiled {} in {} ms into {} ({} KiB)",
+                guest.display(),
+                started.elapsed().as_millis(),
+                output.display(),
+                artifact.len().div_ceil(1024)
+            );
+            Ok(())
+        }
         Command::Serve(args) => serve(args),
     }
+}
+
+/// A failure and its causes on one line, each cause once: our errors already embed their
+/// source's text, context added with `anyhow` does not.
+pub fn describe(error: &anyhow::Error) -> String {
+    let mut message = error.to_string();
+    for cause in error.chain().skip(1) {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+    }
+    message
 }
 
 /// The exit code for a failure: 78 (`EX_CONFIG`) when the configuration, or a guest or
 /// certificate it names, is at fault; 1 for anything else.
 pub fn exit_code(error: &anyhow::Error) -> u8 {
-    let config_fault = error
-        .chain()
-        .any(|e| e.is::<crate::config::ConfigError>() || e.is::<crate::node::NodeError>());
+    let config_fault = error.chain().any(|e| {
+        e.is::<crate::config::ConfigError>()
+            || e.downcast_ref::<crate::node::NodeError>()
+                .is_some_and(|e| e.is_config_fault())
+    });
     if config_fault { 78 } else { 1 }
 }
 
@@ -163,7 +226,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if !node.is_pooling() {
         println!("warning: running without the pooling allocator; instantiation will be slower");
     }
-    node.run_forever()
+    node.run(RunOptions {
+        upgrade: args.upgrade,
+    })?;
+    Ok(())
 }
 
 /// The config for `serve --guest PATH --backend NAME=URL --listen ADDR`: one service that

@@ -8,8 +8,10 @@
 //! or runs the service's guest in [`runtime`]. The guest's outgoing requests pass through
 //! [`host`], which allows only the service's named [`backend`]s and offers Outpost's own
 //! imports, through the [`cache`]. [`config`] is the file format and its validation,
-//! [`node`] assembles the pieces, [`cli`] is the command line and [`demo`] the built-in
-//! default that `outpost serve` starts with no arguments.
+//! [`node`] assembles the pieces, [`reload`] swaps a new config in while the node serves,
+//! [`lifecycle`] turns an operator's signals into reloads, drains and upgrades, [`cli`] is
+//! the command line and [`demo`] the built-in default that `outpost serve` starts with no
+//! arguments.
 
 pub mod access_log;
 pub mod admin;
@@ -23,9 +25,11 @@ pub mod geo;
 pub mod host;
 pub mod host_pattern;
 pub mod http;
+pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod node;
+pub mod reload;
 pub mod runtime;
 pub mod server;
 pub mod service;

@@ -7,7 +7,7 @@ fn main() -> ExitCode {
     match outpost_proxy::cli::run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", outpost_proxy::cli::describe(&error));
             ExitCode::from(outpost_proxy::cli::exit_code(&error))
         }
     }

@@ -50,6 +50,14 @@ pub struct Metrics {
     cache_bytes: IntGauge,
     cache_objects: IntGauge,
     log_suppressed: IntCounter,
+    /// Config loads and reloads, by result (`success`, `failure`).
+    reloads: IntCounterVec,
+    /// When the config last loaded successfully (Unix seconds).
+    last_reload_success: IntGauge,
+    /// Whether the last load attempt succeeded (1) or not (0).
+    last_reload_successful: IntGauge,
+    /// Access log lines dropped because the writer fell behind.
+    pub access_log_dropped: IntCounter,
 }
 
 fn class_index(status: u16) -> usize {
@@ -177,7 +185,35 @@ impl Metrics {
         registry
             .register(Box::new(log_suppressed.clone()))
             .expect("unique metric");
+        let reloads = counter(
+            "outpost_config_reloads_total",
+            "Config reloads (SIGHUP or POST /reload) by result: success, or failure (the running config stays).",
+            &["result"],
+        );
+        let last_reload_success = gauge(
+            "outpost_config_last_reload_success_timestamp_seconds",
+            "When the running config was loaded (Unix time).",
+        );
+        let last_reload_successful = gauge(
+            "outpost_config_last_reload_successful",
+            "Whether the last config load or reload succeeded (1) or failed (0).",
+        );
+        let access_log_dropped = IntCounter::new(
+            "outpost_access_log_dropped_total",
+            "Access log lines dropped because the writer fell behind (its queue is bounded).",
+        )
+        .expect("valid counter");
+        registry
+            .register(Box::new(access_log_dropped.clone()))
+            .expect("unique metric");
+        for result in ["success", "failure"] {
+            reloads.with_label_values(&[result]);
+        }
         Arc::new(Metrics {
+            reloads,
+            last_reload_success,
+            last_reload_successful,
+            access_log_dropped,
             log_suppressed,
             registry,
             cache_lookups,
@@ -251,6 +287,30 @@ impl Metrics {
             bytes: self.cache_bytes.clone(),
             objects: self.cache_objects.clone(),
         }
+    }
+
+    /// The config the node started with is loaded.
+    pub fn config_started(&self) {
+        self.stamp_config_load();
+    }
+
+    /// Counts a reload; a success also stamps the time.
+    pub fn config_reloaded(&self, success: bool) {
+        let result = if success { "success" } else { "failure" };
+        self.reloads.with_label_values(&[result]).inc();
+        if success {
+            self.stamp_config_load();
+        } else {
+            self.last_reload_successful.set(0);
+        }
+    }
+
+    fn stamp_config_load(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.last_reload_success.set(now as i64);
+        self.last_reload_successful.set(1);
     }
 
     /// The Prometheus text exposition of every metric.

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use pingora_core::listeners::tls::TlsSettings;
-use pingora_core::server::Server;
 use pingora_core::server::configuration::ServerConf;
+use pingora_core::server::{RunArgs, Server};
 use pingora_core::services::listening::Service as ListeningService;
 
 use crate::access_log::AccessLog;
@@ -26,9 +26,11 @@ use crate::config::Config;
 use crate::counters::Counters;
 use crate::geo::{GeoDb, GeoError};
 use crate::host::{DynamicBackends, Grants, ServiceStores};
+use crate::lifecycle;
 use crate::metrics::{Metrics, MetricsEndpoint};
+use crate::reload::Reloader;
 use crate::runtime::{Compiled, Guest, Runtime, RuntimeError};
-use crate::server::{ConnSettings, EdgeHandler, Handler, Listener};
+use crate::server::{ConnSettings, Drain, EdgeHandler, Handler, Listener};
 use crate::service::{ReportObserver, RequestIds, Service, Shared, Site};
 use crate::tls::{Certificates, RecordSni, SniResolver, TlsError};
 
@@ -60,6 +62,18 @@ pub enum NodeError {
     /// The geolocation database could not be loaded.
     #[error(transparent)]
     Geo(#[from] GeoError),
+    /// A listening address cannot be opened.
+    #[error(
+        "cannot listen on {addr}: {source}\n  fix: stop whatever holds the address or pick \
+         another; to replace a running Outpost without downtime, start the new one with \
+         `outpost serve --upgrade` and send the old one SIGQUIT"
+    )]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why it failed.
+        source: std::io::Error,
+    },
     /// The access log could not be opened.
     #[error("log.access: cannot open `{target}`: {source}")]
     AccessLog {
@@ -70,17 +84,33 @@ pub enum NodeError {
     },
 }
 
+impl NodeError {
+    /// Whether the config (or a file it names) is at fault, rather than the machine.
+    pub fn is_config_fault(&self) -> bool {
+        !matches!(self, NodeError::Listen { .. })
+    }
+}
+
+/// How a node starts serving.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Take the listening sockets over from a running node (`serve --upgrade`) instead of
+    /// opening them.
+    pub upgrade: bool,
+}
+
 /// How many rate-counter entries (service, counter, client) the node keeps at most; the
 /// least used beyond that are evicted. A couple of hundred bytes each.
 const COUNTED_ENTRIES: u64 = 200_000;
 
 /// A node ready to serve: everything compiled and loaded, no socket open yet.
 pub struct Node {
-    config: Config,
+    reloader: Arc<Reloader>,
     shared: Arc<Shared>,
     site: Arc<ArcSwap<Site>>,
     sni: Option<Arc<SniResolver>>,
     counters: Arc<Counters>,
+    drain: Drain,
 }
 
 impl Node {
@@ -95,14 +125,7 @@ impl Node {
         config: Config,
         observer: Option<ReportObserver>,
     ) -> Result<Node, NodeError> {
-        let max_memory = config
-            .services
-            .values()
-            .map(|s| s.limits.memory_mib)
-            .max()
-            .unwrap_or(128)
-            << 20;
-        let runtime = Arc::new(Runtime::new(&config.runtime, max_memory)?);
+        let runtime = Arc::new(Runtime::new(&config.runtime, config.max_guest_memory())?);
         let metrics = Metrics::new();
         let cache = (config.cache.memory.as_u64() > 0).then(|| {
             EdgeCache::new(
@@ -110,10 +133,11 @@ impl Node {
                 metrics.cache(&lookup_labels()),
             )
         });
-        let access_log = AccessLog::open(&config.log.access).map_err(|e| NodeError::AccessLog {
-            target: config.log.access.clone(),
-            source: e,
-        })?;
+        let access_log = AccessLog::open(&config.log.access, metrics.access_log_dropped.clone())
+            .map_err(|e| NodeError::AccessLog {
+                target: config.log.access.clone(),
+                source: e,
+            })?;
         let shared = Arc::new(Shared {
             runtime,
             cache,
@@ -130,12 +154,22 @@ impl Node {
             )?))),
             None => None,
         };
-        Ok(Node {
+        shared.metrics.config_started();
+        let site = Arc::new(ArcSwap::from_pointee(site));
+        let reloader = Arc::new(Reloader::new(
             config,
+            site.clone(),
+            shared.clone(),
+            sni.clone(),
+            counters.clone(),
+        ));
+        Ok(Node {
+            reloader,
             shared,
-            site: Arc::new(ArcSwap::from_pointee(site)),
+            site,
             sni,
             counters,
+            drain: Drain::default(),
         })
     }
 
@@ -154,62 +188,55 @@ impl Node {
         self.shared.runtime.is_pooling()
     }
 
+    /// The config being served (it changes on reload).
+    pub fn config(&self) -> Arc<Config> {
+        self.reloader.config()
+    }
+
     /// Reloads a service's guest whenever its `.wasm` file changes (checked a few times a
-    /// second, on a thread of its own). A file that fails to compile or link is reported
-    /// and the previous version keeps serving; requests in flight finish on the version
-    /// they started with.
+    /// second, on a thread of its own; the paths follow config reloads). A file that fails
+    /// to compile or link is reported and the previous version keeps serving; requests in
+    /// flight finish on the version they started with.
     pub fn watch_guests(&self) {
-        let site = self.site.clone();
+        let reloader = self.reloader.clone();
         let runtime = self.shared.runtime.clone();
-        let paths: BTreeMap<String, PathBuf> = self
-            .config
-            .services
-            .iter()
-            .map(|(name, s)| (name.clone(), self.config.resolve(&s.guest)))
-            .collect();
         let stamp = |path: &Path| {
             std::fs::metadata(path)
                 .ok()
                 .map(|m| (m.modified().ok(), m.len()))
         };
-        let mut seen: BTreeMap<String, _> = paths
-            .iter()
-            .map(|(name, path)| (name.clone(), stamp(path)))
-            .collect();
+        let mut seen: BTreeMap<PathBuf, _> = BTreeMap::new();
         std::thread::Builder::new()
             .name("outpost-watch".into())
             .spawn(move || {
                 loop {
-                    std::thread::sleep(Duration::from_millis(300));
-                    for (name, path) in &paths {
-                        let now = stamp(path);
-                        let last = seen.entry(name.clone()).or_default();
+                    let config = reloader.config();
+                    for (name, service) in &config.services {
+                        let path = config.resolve(&service.guest);
+                        let now = stamp(&path);
+                        let last = seen.entry(path.clone()).or_insert(now);
                         if now == *last || now.is_none() {
                             continue;
                         }
                         // Let the writer finish: wait until the file stops changing.
                         std::thread::sleep(Duration::from_millis(200));
-                        if stamp(path) != now {
+                        if stamp(&path) != now {
                             continue;
                         }
                         *last = now;
-                        let current = site.load();
-                        let Some(service) = current.service(name) else {
+                        let site = reloader.site().load();
+                        let Some(service) = site.service(name) else {
                             continue;
                         };
-                        let loaded = std::fs::read(path)
-                            .map_err(|source| RuntimeError::Read {
-                                path: path.display().to_string(),
-                                source,
-                            })
-                            .and_then(|bytes| {
-                                Compiled::from_wasm(&runtime, &path.display().to_string(), &bytes)
-                            });
-                        match loaded {
-                            Ok(compiled) => {
+                        match Compiled::load(&runtime, &path) {
+                            Ok((compiled, provenance)) => {
                                 let reuse = service.reuse.as_ref().map(|r| (r, &service.limits));
                                 service.guest.store(Arc::new(Guest::new(&runtime, compiled, reuse)));
-                                tracing::info!(service = %name, "reloaded the guest from {}", path.display());
+                                tracing::info!(
+                                    service = %name,
+                                    "reloaded the guest from {} ({provenance})",
+                                    path.display()
+                                );
                             }
                             Err(error) => tracing::error!(
                                 service = %name,
@@ -218,36 +245,57 @@ impl Node {
                             ),
                         }
                     }
+                    std::thread::sleep(Duration::from_millis(300));
                 }
             })
             .expect("starting the guest watcher thread");
     }
 
-    /// Opens the listeners and serves until SIGINT/SIGTERM. Never returns.
-    pub fn run_forever(self) -> ! {
-        let threads = match self.config.server.threads {
+    /// Opens the listeners (or, with `options.upgrade`, takes them over from the running
+    /// node) and serves until a signal ends the process ([`crate::lifecycle`]). Returns only
+    /// when a listener cannot be opened.
+    pub fn run(self, options: RunOptions) -> Result<(), NodeError> {
+        let config = self.reloader.config();
+        if !options.upgrade {
+            check_listeners(&config)?;
+        }
+        let threads = match config.server.threads {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
         let conf = ServerConf {
             threads,
-            grace_period_seconds: Some(self.config.server.drain_grace_secs),
-            graceful_shutdown_timeout_seconds: Some(self.config.server.drain_timeout_secs),
+            // pingora waits this long after closing the listeners; the drain watcher ends
+            // the process sooner, as soon as no connection is left.
+            grace_period_seconds: Some(config.server.drain_timeout_secs),
+            graceful_shutdown_timeout_seconds: Some(1),
+            upgrade_sock: config.upgrade_sock().display().to_string(),
+            upgrade_sock_connect_accept_max_retries: Some(UPGRADE_WAIT_SECS),
             ..ServerConf::default()
         };
-        let mut server = Server::new_with_opt_and_conf(None, conf);
+        let opt = pingora_core::server::configuration::Opt {
+            upgrade: options.upgrade,
+            ..Default::default()
+        };
+        let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
+        if options.upgrade {
+            tracing::info!(
+                "waiting up to {UPGRADE_WAIT_SECS} s for the running node's sockets on {} (send it SIGQUIT)",
+                config.upgrade_sock().display()
+            );
+        }
         server.bootstrap();
         let site = self.site.clone();
         let settings: Arc<dyn Fn() -> Arc<ConnSettings> + Send + Sync> =
             Arc::new(move || site.load().conn.clone());
         let edge = EdgeHandler::new(self.site.clone());
-        for addr in &self.config.server.listen {
+        for addr in &config.server.listen {
             let listener = self.listener(edge.clone(), settings.clone(), addr);
             let mut service = ListeningService::new(format!("outpost {addr}"), listener);
             service.add_tcp(&addr.to_string());
             server.add_service(service);
         }
-        if let (Some(tls), Some(sni)) = (&self.config.tls, &self.sni) {
+        if let (Some(tls), Some(sni)) = (&config.tls, &self.sni) {
             for addr in &tls.listen {
                 let listener = self.listener(edge.clone(), settings.clone(), addr);
                 let mut service = ListeningService::new(format!("outpost tls {addr}"), listener);
@@ -263,7 +311,7 @@ impl Node {
             let defaults = Arc::new(ConnSettings::new(&crate::config::ServerConfig::default()));
             Arc::new(move || defaults.clone())
         };
-        if let Some(addr) = self.config.metrics.listen {
+        if let Some(addr) = config.metrics.listen {
             let before_scrape =
                 self.shared.cache.clone().map(|cache| {
                     Arc::new(move || cache.update_gauges()) as crate::metrics::ScrapeHook
@@ -274,14 +322,32 @@ impl Node {
             service.add_tcp(&addr.to_string());
             server.add_service(service);
         }
-        if let Some(addr) = self.config.admin.listen {
-            let api = AdminApi::new(Arc::new(self.admin_target()));
+        if let Some(addr) = config.admin.listen {
+            let api = AdminApi::new(Arc::new(NodeAdmin {
+                reloader: self.reloader.clone(),
+                shared: self.shared.clone(),
+                drain: self.drain.clone(),
+            }));
             let listener = self.listener(api, plain, &addr);
             let mut service = ListeningService::new("outpost admin".to_owned(), listener);
             service.add_tcp(&addr.to_string());
             server.add_service(service);
         }
-        server.run_forever()
+        lifecycle::exit_when_drained(
+            server.watch_execution_phase(),
+            self.drain.clone(),
+            self.shared.access_log.clone(),
+        );
+        lifecycle::notify_ready(options.upgrade);
+        server.run(RunArgs {
+            shutdown_signal: Box::new(lifecycle::Signals {
+                reloader: self.reloader.clone(),
+                drain: self.drain.clone(),
+                access_log: self.shared.access_log.clone(),
+                grace: Duration::from_secs(config.server.drain_grace_secs),
+            }),
+        });
+        std::process::exit(0)
     }
 
     fn listener<H: Handler>(
@@ -294,27 +360,20 @@ impl Node {
             handler,
             settings,
             self.shared.metrics.listener(&addr.to_string()),
+            self.drain.clone(),
         )
-    }
-
-    fn admin_target(&self) -> NodeAdmin {
-        NodeAdmin {
-            site: self.site.clone(),
-            shared: self.shared.clone(),
-            token: self.config.admin.token(&self.config.base_dir),
-        }
     }
 
     /// The URLs the listeners answer on, for the startup banner.
     pub fn urls(&self) -> Vec<String> {
-        let mut urls: Vec<String> = self
-            .config
+        let config = self.reloader.config();
+        let mut urls: Vec<String> = config
             .server
             .listen
             .iter()
             .map(|a| format!("http://{a}/"))
             .collect();
-        if let Some(tls) = &self.config.tls {
+        if let Some(tls) = &config.tls {
             urls.extend(tls.listen.iter().map(|a| format!("https://{a}/")));
         }
         urls
@@ -324,13 +383,42 @@ impl Node {
     pub fn counters(&self) -> &Arc<Counters> {
         &self.counters
     }
+
+    /// Reloads the config file now, as SIGHUP does.
+    pub fn reloader(&self) -> &Arc<Reloader> {
+        &self.reloader
+    }
+}
+
+/// How long a node started with `--upgrade` waits for the old one's sockets, and the old
+/// one tries to hand them over.
+const UPGRADE_WAIT_SECS: usize = 30;
+
+/// Opens and closes every listening address first, so a taken address fails the start
+/// with a clear error instead of a listener that never comes up.
+fn check_listeners(config: &Config) -> Result<(), NodeError> {
+    let tls = config.tls.iter().flat_map(|t| t.listen.iter());
+    let others = [config.metrics.listen, config.admin.listen];
+    for addr in config
+        .server
+        .listen
+        .iter()
+        .chain(tls)
+        .chain(others.iter().flatten())
+    {
+        std::net::TcpListener::bind(addr).map_err(|source| NodeError::Listen {
+            addr: *addr,
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 /// The admin API's view of the node.
 struct NodeAdmin {
-    site: Arc<ArcSwap<Site>>,
+    reloader: Arc<Reloader>,
     shared: Arc<Shared>,
-    token: Option<crate::config::Secret>,
+    drain: Drain,
 }
 
 impl crate::admin::AdminTarget for NodeAdmin {
@@ -339,21 +427,27 @@ impl crate::admin::AdminTarget for NodeAdmin {
     }
 
     fn has_service(&self, name: &str) -> bool {
-        self.site.load().service(name).is_some()
+        self.reloader.site().load().service(name).is_some()
     }
 
     fn ready(&self) -> bool {
-        true
+        !self.drain.is_draining()
     }
 
     fn reload(
         &self,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send>> {
-        Box::pin(async { Err("reload is not available".to_owned()) })
+        let reloader = self.reloader.clone();
+        Box::pin(async move {
+            match tokio::task::spawn_blocking(move || reloader.reload()).await {
+                Ok(result) => result.map_err(|e| e.to_string()),
+                Err(panicked) => Err(format!("the reload failed: {panicked}")),
+            }
+        })
     }
 
     fn token(&self) -> Option<crate::config::Secret> {
-        self.token.clone()
+        self.reloader.admin_token()
     }
 }
 
@@ -373,7 +467,7 @@ fn cache_settings(config: &crate::config::CacheConfig) -> CacheSettings {
 }
 
 /// Builds every service of `config` into a site: compiles guests, builds backends.
-fn build_site(
+pub(crate) fn build_site(
     config: &Config,
     shared: &Arc<Shared>,
     counters: &Arc<Counters>,
@@ -391,14 +485,14 @@ fn build_site(
             service: name.clone(),
             source,
         };
-        let bytes = std::fs::read(&path)
-            .map_err(|source| RuntimeError::Read {
-                path: path.display().to_string(),
-                source,
-            })
-            .map_err(guest_error)?;
-        let compiled = Compiled::from_wasm(runtime, &path.display().to_string(), &bytes)
-            .map_err(guest_error)?;
+        let (compiled, provenance) = Compiled::load(runtime, &path).map_err(guest_error)?;
+        let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+        tracing::info!(
+            service = %name,
+            "guest {} ({} KiB) {provenance}",
+            path.display(),
+            size.div_ceil(1024)
+        );
         let reuse = service_config
             .reuse
             .as_ref()

@@ -92,6 +92,9 @@ pub struct Config {
     /// Where this config came from, for error messages.
     #[serde(skip)]
     pub source: String,
+    /// The file it was loaded from (what a reload reads again), if any.
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -109,6 +112,7 @@ impl Default for Config {
             geo: GeoConfig::default(),
             base_dir: PathBuf::from("."),
             source: "built-in".into(),
+            file: None,
         }
     }
 }
@@ -180,7 +184,9 @@ impl Config {
             .parent()
             .map(Path::to_owned)
             .unwrap_or_else(|| PathBuf::from("."));
-        Config::from_toml(&text, &path.display().to_string(), &base_dir)
+        let mut config = Config::from_toml(&text, &path.display().to_string(), &base_dir)?;
+        config.file = Some(path.to_owned());
+        Ok(config)
     }
 
     /// Parses and validates config text; relative paths resolve from `base_dir`, errors
@@ -192,8 +198,52 @@ impl Config {
         })?;
         config.base_dir = base_dir.to_owned();
         config.source = source.to_owned();
+        if let Some(dir) = &mut config.runtime.compile_cache
+            && dir.as_os_str() != "off"
+        {
+            *dir = resolve(base_dir, dir);
+        }
         config.validate()?;
         Ok(config)
+    }
+
+    /// The most memory any service's guest may use, in bytes: what the engine's pool
+    /// reserves per instance.
+    pub fn max_guest_memory(&self) -> u64 {
+        let mib = self.services.values().map(|s| s.limits.memory_mib).max();
+        mib.unwrap_or(LimitsConfig::default().memory_mib) << 20
+    }
+
+    /// The Unix socket listening sockets are handed over on: `server.upgrade_sock`, or one
+    /// in the temp directory named after the first listener (two nodes on one host never
+    /// share a listener, so they never share this either).
+    pub fn upgrade_sock(&self) -> PathBuf {
+        if let Some(path) = &self.server.upgrade_sock {
+            return self.resolve(path);
+        }
+        let first = self
+            .server
+            .listen
+            .first()
+            .or_else(|| self.tls.as_ref().and_then(|t| t.listen.first()));
+        let name = first.map_or_else(
+            || "outpost-upgrade.sock".to_owned(),
+            |addr| {
+                let addr: String = addr
+                    .to_string()
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || c == '.' {
+                            c
+                        } else {
+                            '_'
+                        }
+                    })
+                    .collect();
+                format!("outpost-upgrade-{addr}.sock")
+            },
+        );
+        std::env::temp_dir().join(name)
     }
 
     /// Resolves a path from the config against the config file's directory.

@@ -154,7 +154,7 @@ pub struct CertificateConfig {
 }
 
 /// Sizing of the shared wasmtime engine.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
     /// Guests that may run at once across all services; also the pooling allocator's size.
@@ -167,8 +167,9 @@ pub struct RuntimeConfig {
     /// Use the pooling allocator (falls back to on-demand with a warning if it cannot reserve).
     pub pooling: bool,
     /// Directory of compiled guests, keyed by guest digest and engine; `serve`, `check`,
-    /// `--watch` and reloads load from it instead of compiling again. Default: the
-    /// user's cache directory (`$XDG_CACHE_HOME/outpost`, `/var/cache/outpost` for root).
+    /// `--watch` and reloads load from it instead of compiling again. `"off"` disables
+    /// it. Default: systemd's `$CACHE_DIRECTORY`, else `$XDG_CACHE_HOME/outpost`, else
+    /// `$HOME/.cache/outpost`.
     pub compile_cache: Option<PathBuf>,
 }
 
@@ -185,6 +186,22 @@ impl Default for RuntimeConfig {
 }
 
 impl RuntimeConfig {
+    /// The compile cache directory in effect, or `None` when it is off or no default
+    /// location exists (no `$HOME`).
+    pub fn compile_cache_dir(&self) -> Option<PathBuf> {
+        if let Some(dir) = &self.compile_cache {
+            return (dir.as_os_str() != "off").then(|| dir.clone());
+        }
+        let env = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        env("CACHE_DIRECTORY")
+            .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("outpost")))
+            .or_else(|| env("HOME").map(|d| d.join(".cache").join("outpost")))
+    }
+
     pub(crate) fn validate(&self, check: &Check) -> Result<(), ConfigError> {
         if self.max_instances == 0 {
             return Err(check.invalid(
@@ -217,7 +234,7 @@ pub struct MetricsConfig {
 }
 
 /// The edge cache: memory bound and behaviour knobs.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
     /// Total memory for stored responses, e.g. `"512MiB"`; `0` turns the cache off.
@@ -349,7 +366,7 @@ impl GeoConfig {
 }
 
 /// Logging: the node's own log and the JSON access log.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// The node log filter (`tracing` syntax, e.g. `info` or `info,outpost::guest=debug`);

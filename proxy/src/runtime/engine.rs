@@ -8,6 +8,7 @@ use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::RuntimeError;
+use super::artifact::CompileCache;
 use super::instance::GuestState;
 use super::pool::Reaper;
 use crate::config::RuntimeConfig;
@@ -26,6 +27,10 @@ pub struct Runtime {
     /// Drops idle reusable instances past their idle timeout; also caps how many idle
     /// instances the node keeps.
     pub(crate) reaper: Arc<Reaper>,
+    /// Fingerprint of the engine's code-generation settings (see [`super::artifact`]).
+    pub(crate) engine_hash: u64,
+    /// Compiled guests kept on disk between starts, unless turned off.
+    pub(crate) compile_cache: Option<CompileCache>,
 }
 
 /// A request's right to run a guest: one of its service's slots and one of the node's,
@@ -88,13 +93,20 @@ impl Runtime {
         crate::host::imports::add_to_linker(&mut linker, |state: &mut GuestState| &mut state.hooks)
             .map_err(RuntimeError::Engine)?;
         Ok(Runtime {
-            engine,
             linker,
             slots: Arc::new(Semaphore::new(config.max_instances as usize)),
             queue_timeout: Duration::from_millis(config.queue_timeout_ms),
             pooling,
             reaper: Reaper::start(config.max_instances as usize),
+            engine_hash: super::artifact::engine_hash(&engine),
+            compile_cache: config.compile_cache_dir().map(CompileCache::new),
+            engine,
         })
+    }
+
+    /// Where compiled guests are cached on disk, if anywhere.
+    pub fn compile_cache_dir(&self) -> Option<&std::path::Path> {
+        self.compile_cache.as_ref().map(|c| c.dir())
     }
 
     /// Whether instances come from the pooling allocator.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use wasmtime::component::Component;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
+use super::artifact::{self, Provenance};
 use super::instance::GuestState;
 use super::pool::{InstancePool, ReusePolicy};
 use super::{Runtime, RuntimeError};
@@ -47,14 +48,13 @@ impl Compiled {
         Ok(Compiled { pre })
     }
 
-    /// Compiles a component from its bytes (`.wasm`) without any cache.
-    pub fn from_wasm(
-        runtime: &Runtime,
-        name: &str,
-        bytes: &[u8],
-    ) -> Result<Compiled, RuntimeError> {
-        let component = compile(runtime, name, bytes)?;
-        Compiled::link(runtime, name, &component)
+    /// Loads the guest at `path` (`.wasm`, through the compile cache, or a `.cwasm`) and
+    /// links it; also says where its code came from.
+    pub fn load(runtime: &Runtime, path: &Path) -> Result<(Compiled, Provenance), RuntimeError> {
+        let (component, provenance) =
+            artifact::load_component(runtime, runtime.compile_cache.as_ref(), path)?;
+        let compiled = Compiled::link(runtime, &path.display().to_string(), &component)?;
+        Ok((compiled, provenance))
     }
 }
 
@@ -95,17 +95,6 @@ impl Guest {
             InstancePool::new(ReusePolicy::new(config, limits), &runtime.reaper)
         });
         Guest { compiled, pool }
-    }
-
-    /// Compiles the `.wasm` component at `path` (no cache) into a guest without reuse; for
-    /// tools and tests.
-    pub fn load(runtime: &Runtime, path: &Path) -> Result<Guest, RuntimeError> {
-        let bytes = std::fs::read(path).map_err(|source| RuntimeError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let compiled = Compiled::from_wasm(runtime, &path.display().to_string(), &bytes)?;
-        Ok(Guest::new(runtime, compiled, None))
     }
 
     /// Idle instances waiting for a request (0 without reuse).

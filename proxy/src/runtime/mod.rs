@@ -15,6 +15,7 @@
 //!   (`limits.max_concurrent`) and one of the node's (`runtime.max_instances`), and waits
 //!   for them at most `runtime.queue_timeout_ms` ([`Runtime::admit`]).
 
+pub mod artifact;
 mod engine;
 mod failure;
 mod guest;

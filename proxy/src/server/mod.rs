@@ -17,10 +17,12 @@
 //! - **Clients that leave take their work with them**: dropping a request (client closed,
 //!   HTTP/2 `RST_STREAM`) drops its guest. An HTTP/2 client that keeps resetting streams
 //!   it just opened gets GOAWAY, as nginx and Envoy do since the rapid-reset advisories.
-//! - **Drain**: on shutdown, HTTP/1 connections finish their request and close, HTTP/2
-//!   connections get GOAWAY and finish their streams.
+//! - **Drain** ([`drain`]): once the node drains, HTTP/1 responses close their connection
+//!   and HTTP/2 connections get GOAWAY; when the listeners close, what is left gets
+//!   `server.drain_timeout_secs` to finish.
 
 pub(crate) mod conn;
+pub mod drain;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -47,14 +49,13 @@ use crate::host::TlsInfo;
 use crate::metrics::ListenerMetrics;
 use crate::tls::ClientSni;
 use conn::{ConnIo, ConnState, Deadlines, Sniffed};
+pub use drain::Drain;
 
 /// A stream reset counts as premature when the client resets it this soon after opening it.
 const PREMATURE_RESET: Duration = Duration::from_secs(1);
 /// An HTTP/2 connection gets GOAWAY once at least this many of its streams were reset
 /// prematurely, and they are at least half of the streams it opened.
 const PREMATURE_RESETS_TOLERATED: u32 = 50;
-/// How long a draining connection may take to finish its streams.
-const DRAIN_GRACE: Duration = Duration::from_secs(5);
 /// How long an idle or abusive HTTP/2 connection gets after its GOAWAY.
 const GOAWAY_GRACE: Duration = Duration::from_millis(500);
 /// HTTP/2 PING interval and timeout for connections whose peer went silent.
@@ -69,6 +70,7 @@ pub struct ConnSettings {
     h2_max_concurrent_streams: u32,
     max_connections: usize,
     max_connections_per_ip: usize,
+    drain_timeout: Duration,
     h2c: bool,
 }
 
@@ -85,6 +87,7 @@ impl ConnSettings {
             h2_max_concurrent_streams: config.h2_max_concurrent_streams,
             max_connections: config.max_connections,
             max_connections_per_ip: config.max_connections_per_ip,
+            drain_timeout: Duration::from_secs(config.drain_timeout_secs),
             h2c: true,
         }
     }
@@ -144,6 +147,7 @@ pub async fn serve_connection<H: Handler>(
     handler: H,
     settings: &ConnSettings,
     shutdown: &ShutdownWatch,
+    drain: &Drain,
 ) {
     let client_ip = stream
         .get_socket_digest()
@@ -173,7 +177,7 @@ pub async fn serve_connection<H: Handler>(
                 version: http::Version::HTTP_11,
                 link: ConnLink::H1(state),
             });
-            serve_h1(io, handler, conn, settings, shutdown).await;
+            serve_h1(io, handler, conn, settings, shutdown, drain).await;
         }
         Sniffed::H2 => {
             io.expect_h2_preface();
@@ -184,7 +188,7 @@ pub async fn serve_connection<H: Handler>(
                 version: http::Version::HTTP_2,
                 link: ConnLink::H2(resets.clone()),
             });
-            serve_h2(io, handler, conn, resets, settings, shutdown).await;
+            serve_h2(io, handler, conn, resets, settings, shutdown, drain).await;
         }
     }
 }
@@ -195,6 +199,7 @@ async fn serve_h1<H: Handler>(
     conn: Arc<ConnInfo>,
     settings: &ConnSettings,
     shutdown: &ShutdownWatch,
+    drain: &Drain,
 ) {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -205,7 +210,11 @@ async fn serve_h1<H: Handler>(
         .half_close(false)
         .max_header_size(settings.max_header_bytes)
         .max_buf_size(settings.max_header_bytes.max(8192));
-    let service = HyperService { handler, conn };
+    let service = HyperService {
+        handler,
+        conn,
+        close_when_draining: Some(drain.clone()),
+    };
     let connection = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
     let mut shutdown = shutdown.clone();
@@ -213,7 +222,7 @@ async fn serve_h1<H: Handler>(
         result = connection.as_mut() => result,
         () = shutting_down(&mut shutdown) => {
             connection.as_mut().graceful_shutdown();
-            finish_within(connection, DRAIN_GRACE).await
+            finish_within(connection, settings.drain_timeout).await
         }
     };
     if let Err(e) = result {
@@ -228,6 +237,7 @@ async fn serve_h2<H: Handler>(
     resets: Arc<StreamResets>,
     settings: &ConnSettings,
     shutdown: &ShutdownWatch,
+    drain: &Drain,
 ) {
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
@@ -238,15 +248,24 @@ async fn serve_h2<H: Handler>(
         .max_local_error_reset_streams(1024)
         .keep_alive_interval(H2_KEEPALIVE)
         .keep_alive_timeout(H2_KEEPALIVE);
-    let service = HyperService { handler, conn };
+    let service = HyperService {
+        handler,
+        conn,
+        close_when_draining: None,
+    };
     let connection = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
     let mut shutdown = shutdown.clone();
     let result = tokio::select! {
         result = connection.as_mut() => result,
-        () = shutting_down(&mut shutdown) => {
+        () = async {
+            tokio::select! {
+                () = shutting_down(&mut shutdown) => {}
+                () = drain.started() => {}
+            }
+        } => {
             connection.as_mut().graceful_shutdown();
-            finish_within(connection, DRAIN_GRACE).await
+            finish_within(connection, settings.drain_timeout).await
         }
         () = resets.idle_for(settings.deadlines.keepalive) => {
             tracing::debug!("closing an HTTP/2 connection idle for {:?}", settings.deadlines.keepalive);
@@ -347,6 +366,8 @@ impl StreamResets {
 struct HyperService<H> {
     handler: H,
     conn: Arc<ConnInfo>,
+    /// HTTP/1: answers say `Connection: close` once the node drains.
+    close_when_draining: Option<Drain>,
 }
 
 impl<H: Handler> hyper::service::Service<http::Request<Incoming>> for HyperService<H> {
@@ -359,6 +380,7 @@ impl<H: Handler> hyper::service::Service<http::Request<Incoming>> for HyperServi
         let head_request = request.method() == http::Method::HEAD;
         Answer {
             future: self.handler.handle(request, &self.conn),
+            close_when_draining: self.close_when_draining.clone(),
             request: Some(RequestOnConn {
                 conn: self.conn.clone(),
                 started: Instant::now(),
@@ -386,6 +408,7 @@ impl RequestOnConn {
 /// before it resolves, its request was cancelled.
 pub struct Answer<F> {
     future: F,
+    close_when_draining: Option<Drain>,
     request: Option<RequestOnConn>,
 }
 
@@ -397,7 +420,17 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let response = std::task::ready!(Pin::new(&mut this.future).poll(cx));
+        let mut response = std::task::ready!(Pin::new(&mut this.future).poll(cx));
+        if this
+            .close_when_draining
+            .as_ref()
+            .is_some_and(Drain::is_draining)
+        {
+            response.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
         let request = this.request.take();
         let complete_at = request.as_ref().and_then(|r| {
             crate::http::complete_at(r.head_request, response.status(), response.headers())
@@ -484,15 +517,17 @@ pub struct Listener<H> {
     open: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     metrics: ListenerMetrics,
+    drain: Drain,
 }
 
 impl<H: Handler> Listener<H> {
     /// A listener serving with `handler`; `settings` gives the current connection settings
-    /// (they may change on reload).
+    /// (they may change on reload); `drain` is the node's.
     pub fn new(
         handler: H,
         settings: Arc<dyn Fn() -> Arc<ConnSettings> + Send + Sync>,
         metrics: ListenerMetrics,
+        drain: Drain,
     ) -> Self {
         Self {
             handler,
@@ -500,6 +535,7 @@ impl<H: Handler> Listener<H> {
             open: AtomicUsize::new(0),
             per_ip: Mutex::default(),
             metrics,
+            drain,
         }
     }
 
@@ -570,8 +606,16 @@ impl<H: Handler> ServerApp for Listener<H> {
             // Closed at once: dropping the stream closes the socket.
             return None;
         };
+        let _open = self.drain.connection();
         let started = Instant::now();
-        serve_connection(stream, self.handler.clone(), &settings, shutdown).await;
+        serve_connection(
+            stream,
+            self.handler.clone(),
+            &settings,
+            shutdown,
+            &self.drain,
+        )
+        .await;
         tracing::trace!("connection served for {:?}", started.elapsed());
         None
     }

@@ -203,3 +203,153 @@ async fn watch_reloads_a_rebuilt_guest_and_keeps_serving_through_a_broken_one() 
     assert!(log.contains("keeping the previous version"), "{log}");
     assert_eq!(get_text(&node.url("/?n=10")).await, after);
 }
+
+#[tokio::test]
+async fn exit_codes_tell_usage_config_and_other_failures_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.toml");
+    let (code, out) = run_cli_code(&["serve", "--config", missing.to_str().unwrap()]);
+    assert_eq!(code, Some(78), "a missing config is EX_CONFIG: {out}");
+    assert!(out.contains("missing.toml"), "{out}");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[server]\nlisten = 7\n").unwrap();
+    let (code, out) = run_cli_code(&["check", "--config", bad.to_str().unwrap()]);
+    assert_eq!(code, Some(78), "{out}");
+
+    let (code, out) = run_cli_code(&["serve", "--no-such-flag"]);
+    assert_eq!(code, Some(2), "usage errors exit 2: {out}");
+
+    // A listener that cannot be opened is not the config's fault.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        format!(
+            "[server]\nlisten = [\"{addr}\"]\n[services.s]\ndomains = [\"*\"]\nguest = {}\n",
+            toml_path(&example("hello"))
+        ),
+    )
+    .unwrap();
+    let (code, out) = run_cli_code(&["serve", "--config", good.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{out}");
+}
+
+#[tokio::test]
+async fn precompiled_guests_start_without_compiling_and_foreign_ones_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwasm = dir.path().join("hello.cwasm");
+    let (ok, out) = run_cli(&[
+        "compile",
+        example("hello").to_str().unwrap(),
+        "-o",
+        cwasm.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("compiled"), "{out}");
+
+    let config = one_service(&cwasm, "", &[]);
+    let node = Node::start(&config).await;
+    let response = http1()
+        .get(node.url("/"))
+        .header("host", "hello.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(node.log().contains("loaded precompiled"), "{}", node.log());
+
+    // Another engine's artifact, a damaged one, and a bare wasmtime one: each refused by
+    // `check` and `serve` with its reason, never loaded.
+    let artifact = std::fs::read(&cwasm).unwrap();
+    let mut other_engine = artifact.clone();
+    other_engine[20] ^= 1;
+    let mut corrupt = artifact.clone();
+    let last = corrupt.len() - 100;
+    corrupt[last] ^= 1;
+    let bare = artifact[56..].to_vec();
+    for (name, bytes, reason) in [
+        (
+            "other.cwasm",
+            other_engine,
+            "another Outpost or wasmtime build",
+        ),
+        ("corrupt.cwasm", corrupt, "corrupt"),
+        (
+            "bare.cwasm",
+            bare,
+            "not a guest precompiled by `outpost compile`",
+        ),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let config_path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &config_path,
+            one_service(&path, "", &[]).replace("{listen}", "127.0.0.1:1"),
+        )
+        .unwrap();
+        let (code, out) = run_cli_code(&["check", "--config", config_path.to_str().unwrap()]);
+        assert_eq!(code, Some(78), "{name}: {out}");
+        assert!(out.contains(reason), "{name}: {out}");
+        assert!(
+            out.contains("fix: compile the .wasm again"),
+            "{name}: {out}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_compile_cache_serves_later_starts_and_a_damaged_entry_is_compiled_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("compile-cache");
+    let guest = dir.path().join("guest.wasm");
+    std::fs::copy(example("hello"), &guest).unwrap();
+    let start = || async {
+        let addr = free_addr();
+        let config = format!(
+            "[server]\nlisten = [\"{addr}\"]\n[runtime]\ncompile_cache = {}\n\
+             [services.s]\ndomains = [\"*\"]\nguest = {}\n",
+            toml_path(&cache),
+            toml_path(&guest)
+        );
+        let node = Node::start_on(addr, &config, &[addr]).await;
+        let status = http1()
+            .get(node.url("/"))
+            .header("host", "hello.test")
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200);
+        node.log()
+    };
+    let first = start().await;
+    assert!(first.contains("KiB) compiled in"), "{first}");
+    let entries: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(
+        entries.len(),
+        1,
+        "one entry, no temporary file left: {entries:?}"
+    );
+
+    let second = start().await;
+    assert!(second.contains("loaded from the compile cache"), "{second}");
+
+    let mut bytes = std::fs::read(&entries[0]).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&entries[0], bytes).unwrap();
+    let third = start().await;
+    assert!(third.contains("ignoring compile cache entry"), "{third}");
+    assert!(third.contains("compiled in"), "{third}");
+    let fourth = start().await;
+    assert!(
+        fourth.contains("loaded from the compile cache"),
+        "rewritten: {fourth}"
+    );
+}

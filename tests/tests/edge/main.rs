@@ -9,6 +9,7 @@ mod foreign;
 mod hardening;
 mod isolation;
 mod observability;
+mod operations;
 mod proxying;
 mod response_cache;
 mod reuse;

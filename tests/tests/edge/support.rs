@@ -455,7 +455,7 @@ impl Node {
         wait_for: &[SocketAddr],
     ) -> Node {
         let log = dir.path().join("node.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_outpost-under-test"))
+        let child = outpost_command()
             .args(args)
             .env("OUTPOST_LOG", "info,pingora_core=warn")
             .stdout(Stdio::from(
@@ -514,6 +514,32 @@ impl Node {
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
+    }
+
+    /// The config file `start`/`start_on` wrote (rewrite it, then reload).
+    pub fn config_path(&self) -> PathBuf {
+        self._dir.path().join("outpost.toml")
+    }
+
+    /// Sends the node `signal` (`HUP`, `QUIT`, `TERM`, ...).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {}", self.pid());
+    }
+
+    /// Waits up to `limit` for the process to exit; its exit status, if it did.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
     }
 
     /// What the node has logged so far.
@@ -614,17 +640,31 @@ pub fn toml_path(path: &Path) -> String {
 }
 
 /// Runs `outpost` with `args` to completion and returns (success, stdout + stderr).
+/// The node binary, with the default compile cache in the build's temp directory (shared
+/// by every test: entries are written atomically) rather than the user's.
+pub fn outpost_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_outpost-under-test"));
+    command.env_remove("CACHE_DIRECTORY").env(
+        "XDG_CACHE_HOME",
+        concat!(env!("CARGO_TARGET_TMPDIR"), "/xdg-cache"),
+    );
+    command
+}
+
 pub fn run_cli(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_outpost-under-test"))
-        .args(args)
-        .output()
-        .unwrap();
+    let (code, text) = run_cli_code(args);
+    (code == Some(0), text)
+}
+
+/// Runs the binary to completion: its exit code and everything it printed.
+pub fn run_cli_code(args: &[&str]) -> (Option<i32>, String) {
+    let out = outpost_command().args(args).output().unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    (out.status.success(), text)
+    (out.status.code(), text)
 }
 
 /// Writes a small MaxMind-format City database to `path`: 127.0.0.1 is in Berlin (with an

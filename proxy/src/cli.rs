@@ -109,7 +109,10 @@ pub fn run() -> anyhow::Result<()> {
     match cli.command {
         Command::Check { config } => {
             logging::init("warn", LogFormat::Text);
-            let config = Config::load(&config)?;
+            let mut config = Config::load(&config)?;
+            // The access log is the running node's: its directory may only exist under the
+            // service manager (systemd's LogsDirectory), so `check` does not open it.
+            config.log.access = "off".into();
             let services = config.services.len();
             let warnings = config.warnings();
             Node::build(config)?;

@@ -12,7 +12,12 @@
 #   ceiling     a bare pingora server answering the hello body (no guest; outpost-ceiling)
 #                                                         / nginx `return 200`
 #   hello       the hello guest answering itself          / nginx `return 200`
+#   hello-reuse the same with instance reuse on ([reuse] defaults)
+#                                                         / nginx `return 200`
 #   cache-1k    origin-proxy guest, 1 KiB cache hit       / nginx proxy_cache hit
+#   cache-1k-edge
+#               the same behind the response cache (a hit runs no guest)
+#                                                         / nginx proxy_cache hit
 #   cache-100k  origin-proxy guest, 100 KiB cache hit     / nginx proxy_cache hit
 #   pass        origin-proxy guest, uncacheable (origin)  / nginx proxy_pass, no cache
 #   cpu         a guest doing 2,000 rounds of hashing     / nginx `return 200`
@@ -27,6 +32,8 @@
 # records the server's own CPU time (user + system, from /proc/PID/stat, the process and
 # its children) over the measured window; divided by completed requests it is the report's
 # `µs/req` column, the steadiest figure we have with the server pinned to one core.
+# Every run ends with the in-process micro-benchmark (loadtest/src/bin/bench.rs: median and
+# p99 µs of the node's request path without sockets), appended to the report.
 # Needs wrk, nginx, taskset, openssl and python3 (apt-get install wrk nginx-light util-linux).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,7 +45,7 @@ CONNECTIONS=${CONNECTIONS:-64}
 PROFILE=${PROFILE:-release}
 BASE_PORT=${BASE_PORT:-7780}
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(ceiling hello cache-1k cache-100k pass cpu c1000 https)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(ceiling hello hello-reuse cache-1k cache-1k-edge cache-100k pass cpu c1000 https)
 
 for tool in wrk nginx taskset openssl python3 curl; do
     command -v "$tool" >/dev/null || { echo "loadtest: $tool is missing (apt-get install wrk nginx-light util-linux openssl python3 curl)" >&2; exit 1; }
@@ -54,7 +61,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 work=$(mktemp -d)
 echo "loadtest: working in $work ($PROFILE build, wrk -d$DURATION -c$CONNECTIONS)"
-trap 'for p in "$work"/*.pid; do kill "$(cat "$p")" 2>/dev/null || true; done; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
+trap 'for p in "$work"/*.pid; do kill -INT "$(cat "$p")" 2>/dev/null || true; done; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
 node_port=$BASE_PORT; nginx_port=$((BASE_PORT + 1)); origin_port=$((BASE_PORT + 2))
 node_tls=$((BASE_PORT + 3)); nginx_tls=$((BASE_PORT + 4)); ceiling_port=$((BASE_PORT + 5))
 
@@ -65,6 +72,7 @@ else
     # The debug node is the binary the end-to-end tests use: `cargo test --workspace` has
     # built it already (with the workspace's feature set), so this costs nothing after it.
     cargo test --workspace --no-run --quiet
+    cargo build -p outpost-loadtest --quiet
     node_bin=outpost-under-test
 fi
 cargo build --release --target wasm32-wasip2 --manifest-path tests/guests/Cargo.toml -p work --quiet
@@ -140,6 +148,19 @@ level = "warn"
 domains = ["hello.test"]
 guest = "$examples/hello.wasm"
 server_timing = false
+[services.reuse]
+domains = ["reuse.test"]
+guest = "$examples/hello.wasm"
+server_timing = false
+[services.reuse.reuse]
+[services.edge]
+domains = ["edge.test"]
+guest = "$examples/origin_proxy.wasm"
+server_timing = false
+[services.edge.response_cache]
+enabled = true
+[services.edge.backends.origin]
+url = "http://127.0.0.1:$origin_port"
 [services.work]
 domains = ["work.test"]
 guest = "$work_guest"
@@ -203,8 +224,8 @@ measure() {
         echo "loadtest: $name had errors:" >&2; cat "$work/$name.wrk" >&2; exit 1
     fi
 }
-expect_hit() { # URL LABEL: the scenario must really be a cache hit
-    curl -s -o /dev/null -D - "$1" | grep -qi "^x-cache: HIT" \
+expect_hit() { # URL LABEL [HOST]: the scenario must really be a cache hit
+    curl -s -o /dev/null -D - ${3:+-H "Host: $3"} "$1" | grep -qi "^x-cache: HIT" \
         || { echo "loadtest: $2 was not a cache hit" >&2; exit 1; }
 }
 
@@ -217,6 +238,14 @@ for scenario in "${scenarios[@]}"; do
         hello)
             measure hello-outpost "http://127.0.0.1:$node_port/" hello.test
             measure hello-nginx "http://127.0.0.1:$nginx_port/hello" ;;
+        hello-reuse)
+            measure hello-reuse-outpost "http://127.0.0.1:$node_port/" reuse.test
+            measure hello-reuse-nginx "http://127.0.0.1:$nginx_port/hello" ;;
+        cache-1k-edge)
+            measure cache-1k-edge-outpost "http://127.0.0.1:$node_port/1k" edge.test
+            measure cache-1k-edge-nginx "http://127.0.0.1:$nginx_port/1k"
+            expect_hit "http://127.0.0.1:$node_port/1k" "$scenario on outpost" edge.test
+            expect_hit "http://127.0.0.1:$nginx_port/1k" "$scenario on nginx" ;;
         cache-1k|cache-100k)
             path=/${scenario#cache-}
             measure "$scenario-outpost" "http://127.0.0.1:$node_port$path"
@@ -253,3 +282,9 @@ if [ -n "${PERF:-}" ]; then
     echo "loadtest: profile in $report.perf.txt"
 fi
 python3 loadtest/report.py "$work" "$report" "$DURATION" "$CONNECTIONS" "$PROFILE" "${scenarios[@]}"
+# The in-process micro-benchmark, pinned like the node (a smoke run only checks it runs).
+iterations=20000; [ -n "${SMOKE:-}" ] && iterations=200
+{ echo; echo "## The request path in process (outpost-bench, no sockets)"; echo
+  taskset -c "$server_cpu" "$target_dir/$PROFILE/outpost-bench" --guests "$examples" --iterations "$iterations"
+} >> "$report.md"
+tail -n 8 "$report.md"

@@ -124,3 +124,50 @@ fn a_broken_guest_path_is_a_clear_error() {
     let text = format!("{error:#}");
     assert!(text.contains("/nonexistent/guest.wasm"), "{text}");
 }
+
+/// The harness runs the node's own pipeline: the same limits, headers and failure answers
+/// as the node (it used to skip the body limit, the request id and Server-Timing).
+#[test]
+fn the_harness_enforces_the_nodes_limits_and_headers() {
+    let harness = Harness::builder(example("origin_proxy"))
+        .backend("origin", |req| {
+            MockResponse::ok(format!("origin got {} bytes", req.body.len()))
+                .header("connection", "x-hop")
+                .header("x-hop", "must not reach the client")
+        })
+        .limits(|limits| limits.max_request_body_bytes = 16)
+        .build()
+        .unwrap();
+
+    let small = harness.send(
+        http::Request::post("/upload")
+            .header("host", "guest.test")
+            .body("0123456789")
+            .unwrap(),
+    );
+    assert_eq!(small.status(), 200, "{}", small.text());
+    assert_eq!(small.text(), "origin got 10 bytes");
+    assert!(small.header("x-outpost-request-id").is_some());
+    let timing = small.header("server-timing").unwrap_or_default();
+    assert!(
+        timing.contains("edge;dur=") && timing.contains("instantiate;dur="),
+        "{timing}"
+    );
+    assert_eq!(
+        small.header("x-hop"),
+        None,
+        "hop-by-hop fields are stripped"
+    );
+
+    let large = harness.send(
+        http::Request::post("/upload")
+            .header("host", "guest.test")
+            .body("this body is longer than sixteen bytes")
+            .unwrap(),
+    );
+    assert_eq!(large.status(), 413);
+    assert!(
+        harness.backend_requests("origin").len() == 1,
+        "the refused body never reached the backend"
+    );
+}

@@ -444,3 +444,6 @@ fn mark_forwarded(headers: &mut HeaderMap, state: CacheState) {
     add_date(headers, SystemTime::now());
     headers.insert(X_CACHE, HeaderValue::from_static(state.as_header()));
 }
+
+#[cfg(test)]
+mod tests;

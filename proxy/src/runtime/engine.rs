@@ -174,7 +174,13 @@ fn engine_config(config: &RuntimeConfig, pooling_memory: Option<u64>) -> Config 
             .max_memory_size(max_memory as usize)
             .max_component_instance_size(4 << 20)
             .max_core_instance_size(4 << 20)
+            // Reset a slot by scanning for the pages the guest dirtied (PAGEMAP_SCAN,
+            // Linux 6.7+) and zeroing those in place, up to this much: no `madvise`, and
+            // no page faults when the next instance touches the same pages. Kernels
+            // without the ioctl fall back to `madvise` (Auto). Measured in
+            // loadtest/README.md: hello 91.6 -> 60.4 µs of CPU per request.
             .linear_memory_keep_resident(256 << 10)
+            .pagemap_scan(wasmtime::Enabled::Auto)
             .table_keep_resident(64 << 10);
         c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }

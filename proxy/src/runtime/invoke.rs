@@ -147,6 +147,24 @@ impl Drop for Pending {
 }
 
 impl Runtime {
+    /// Creates a store and instantiates `guest` in it without calling it: the fixed cost of
+    /// a fresh instance, which the micro-benchmark (`outpost-bench`) reports on its own.
+    pub async fn instantiate_only(
+        &self,
+        guest: &Guest,
+        hooks: EdgeHooks,
+        memory_bytes: usize,
+    ) -> Result<Duration, GuestFailure> {
+        let started = Instant::now();
+        let mut store = Store::new(&self.engine, GuestState::new(hooks, memory_bytes));
+        store.limiter(|state| &mut state.memory);
+        store.set_epoch_deadline(1 << 30);
+        match guest.compiled.pre.instantiate_async(&mut store).await {
+            Ok(_) => Ok(started.elapsed()),
+            Err(e) => Err(classify(&e, store.data().memory.refused)),
+        }
+    }
+
     /// Runs `call` in an instance of `guest` until the guest sets its response head (the
     /// body then streams through [`GuestBody`]) or fails. A failure before the head is
     /// reported to the sink and returned.

@@ -41,7 +41,7 @@ pub use guest_log::{GuestRun, ReportObserver, guest_log_level};
 use crate::access_log::AccessLog;
 use crate::cache::{CacheState, EdgeCache};
 use crate::config::{LimitsConfig, ResponseCacheConfig, ReuseConfig, ServiceConfig};
-use crate::host::{EdgeHooks, Grants, ResponsePolicy};
+use crate::host::{EdgeHooks, Grants, RequestInfo, ResponsePolicy};
 use crate::host_pattern::HostMap;
 use crate::http::{SERVER_TIMING, strip_hop_by_hop};
 use crate::metrics::{Metrics, ServiceMetrics};
@@ -283,6 +283,25 @@ impl Service {
             }
         }
         ex.respond(http::Response::from_parts(parts, BodyKind::Stream(body)))
+    }
+
+    /// The time to create a store and instantiate this service's guest, without running
+    /// it (for the micro-benchmark).
+    pub async fn time_instantiation(&self, shared: &Shared) -> Result<Duration, GuestFailure> {
+        let hooks = EdgeHooks::new(
+            self.grants.clone(),
+            "benchmark".into(),
+            RequestInfo {
+                client_ip: None,
+                http_version: "HTTP/1.1",
+                tls: None,
+                pop: "benchmark".into(),
+            },
+            Arc::default(),
+        );
+        let memory = (self.limits.memory_mib as usize).saturating_mul(1 << 20);
+        let guest = self.guest.load_full();
+        shared.runtime.instantiate_only(&guest, hooks, memory).await
     }
 
     /// Runs the guest for `request` and answers with its response (or its failure).

@@ -152,6 +152,16 @@ impl Harness {
                 http::HeaderValue::from_static("guest.test"),
             );
         }
+        // A client sending a whole body declares its length, as any HTTP client would.
+        if !body.is_empty()
+            && !parts.headers.contains_key(http::header::CONTENT_LENGTH)
+            && !parts.headers.contains_key(http::header::TRANSFER_ENCODING)
+        {
+            parts.headers.insert(
+                http::header::CONTENT_LENGTH,
+                http::HeaderValue::from(body.len()),
+            );
+        }
         let body = if body.is_empty() {
             outpost_proxy::http::empty_body()
         } else {

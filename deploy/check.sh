@@ -29,8 +29,11 @@ guests=guest-examples/target/wasm32-wasip2/release
 if ! ls "$guests"/origin_proxy.wasm >/dev/null 2>&1; then
     cargo build --release --target wasm32-wasip2 --manifest-path guest-examples/Cargo.toml
 fi
-cargo build -q -p outpost-proxy --bin outpost
-outpost="${CARGO_TARGET_DIR:-target}/debug/outpost"
+# The node the tests use (same main as `outpost`): after `cargo test --workspace` this
+# builds nothing, where `cargo build -p outpost-proxy` could rebuild dependencies with
+# another feature set.
+cargo test --workspace --no-run --quiet
+outpost="${CARGO_TARGET_DIR:-target}/debug/outpost-under-test"
 
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT

@@ -71,8 +71,8 @@ if [ "$PROFILE" = release ]; then
 else
     # The debug node is the binary the end-to-end tests use: `cargo test --workspace` has
     # built it already (with the workspace's feature set), so this costs nothing after it.
+    # The load-test tools are built by it too (loadtest/tests makes cargo build them).
     cargo test --workspace --no-run --quiet
-    cargo build -p outpost-loadtest --quiet
     node_bin=outpost-under-test
 fi
 cargo build --release --target wasm32-wasip2 --manifest-path tests/guests/Cargo.toml -p work --quiet

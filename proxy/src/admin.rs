@@ -130,7 +130,8 @@ impl AdminApi {
             return if keys.is_empty() {
                 error(
                     StatusCode::BAD_REQUEST,
-                    "the URL must be absolute: http://backend/path as the guest fetched it, or https://host/path as clients ask for it",
+                    "the URL must be absolute: http://backend/path as the guest fetched it, or \
+                     https://host/path as clients ask for it",
                 )
             } else {
                 purge(PurgeTarget::Keys(keys))

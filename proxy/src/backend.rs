@@ -213,7 +213,8 @@ impl Backend {
             .response(status, started.elapsed().as_secs_f64());
         let response = match result {
             Err(_elapsed) => {
-                tracing::warn!(backend = %self.name, "no response head within {:?}", self.first_byte_timeout);
+                let waited = self.first_byte_timeout;
+                tracing::warn!(backend = %self.name, "no response head within {waited:?}");
                 return Err(HttpError::ConnectionReadTimeout);
             }
             Ok(Err(e)) => {

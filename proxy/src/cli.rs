@@ -188,6 +188,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.validate()?;
         (config, None)
     } else {
+        println!("No --config or --guest given: starting the built-in demo");
         let mut config = demo::default_config(args.listen, args.demo_origin)
             .context("writing the built-in example guests to the temp directory")?;
         config.metrics.listen = args.metrics;

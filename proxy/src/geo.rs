@@ -21,7 +21,8 @@ pub struct GeoDb {
 /// Why a geolocation database could not be loaded.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "geo.database: cannot load `{path}`: {reason}\n  fix: point it at a MaxMind-format .mmdb file (e.g. GeoLite2-City.mmdb), relative to the config"
+    "geo.database: cannot load `{path}`: {reason}\n  fix: point it at a MaxMind-format \
+     .mmdb file (e.g. GeoLite2-City.mmdb), relative to the config"
 )]
 pub struct GeoError {
     /// The file.

@@ -67,14 +67,18 @@ impl ShutdownSignalWatch for Signals {
                 }
                 _ = user2.recv() => match spawn_successor() {
                     Ok(pid) => {
-                        tracing::info!("started the new binary (pid {pid}); handing over the listening sockets");
+                        tracing::info!(
+                            "started the new binary (pid {pid}); handing over the listening sockets"
+                        );
                         self.drain.start();
                         return ShutdownSignal::GracefulUpgrade;
                     }
-                    Err(error) => tracing::error!("cannot start the new binary, still serving: {error}"),
+                    Err(error) => {
+                        tracing::error!("cannot start the new binary, still serving: {error}");
+                    }
                 },
                 _ = quit.recv() => {
-                    tracing::info!("handing the listening sockets to the new binary, then draining");
+                    tracing::info!("handing the sockets to the new binary, then draining");
                     self.drain.start();
                     notify(&[NotifyState::Stopping]);
                     return ShutdownSignal::GracefulUpgrade;

@@ -116,7 +116,8 @@ impl Metrics {
         );
         let backend_duration = histogram(
             "outpost_backend_request_duration_seconds",
-            "Time from sending a backend request to its response head, by service, backend and status class (`error` when no response).",
+            "Time from sending a backend request to its response head, by service, backend \
+             and status class (`error` when no response).",
             &["service", "backend", "status"],
         );
         let guest_errors = counter(
@@ -136,17 +137,20 @@ impl Metrics {
         );
         let cancelled = counter(
             "outpost_requests_cancelled_total",
-            "Requests whose client went away before their response was complete (the guest is cancelled with them).",
+            "Requests whose client went away before their response was complete (the guest \
+             is cancelled with them).",
             &["service"],
         );
         let rejected = counter(
             "outpost_requests_rejected_total",
-            "Requests answered 503 because no instance slot came free in time, by service and reason.",
+            "Requests answered 503 because no instance slot came free in time, by service \
+             and reason.",
             &["service", "reason"],
         );
         let refused = counter(
             "outpost_connections_refused_total",
-            "Client connections closed at once because a connection limit was reached, by listener and reason.",
+            "Client connections closed at once because a connection limit was reached, by \
+             listener and reason.",
             &["listener", "reason"],
         );
         let in_flight = gauge(
@@ -166,7 +170,8 @@ impl Metrics {
             .expect("unique metric");
         let cache_lookups = counter(
             "outpost_cache_lookups_total",
-            "Edge cache lookups by layer (fetch: guests' backend fetches; response: guests' own answers) and how they were answered (hit, miss, stale, pass, revalidated).",
+            "Edge cache lookups by layer (fetch: guests' backend fetches; response: guests' \
+             own answers) and how they were answered (hit, miss, stale, pass, revalidated).",
             &["layer", "result"],
         );
         let cache_bytes = gauge(
@@ -179,7 +184,8 @@ impl Metrics {
         );
         let log_suppressed = IntCounter::new(
             "outpost_log_events_suppressed_total",
-            "Node log events dropped by the rate limit on events unauthenticated clients can cause.",
+            "Node log events dropped by the rate limit on events unauthenticated clients can \
+             cause.",
         )
         .expect("valid counter");
         registry
@@ -187,7 +193,8 @@ impl Metrics {
             .expect("unique metric");
         let reloads = counter(
             "outpost_config_reloads_total",
-            "Config reloads (SIGHUP or POST /reload) by result: success, or failure (the running config stays).",
+            "Config reloads (SIGHUP or POST /reload) by result: success, or failure (the \
+             running config stays).",
             &["result"],
         );
         let last_reload_success = gauge(

@@ -231,7 +231,8 @@ impl Node {
                         match Compiled::load(&runtime, &path) {
                             Ok((compiled, provenance)) => {
                                 let reuse = service.reuse.as_ref().map(|r| (r, &service.limits));
-                                service.guest.store(Arc::new(Guest::new(&runtime, compiled, reuse)));
+                                let guest = Guest::new(&runtime, compiled, reuse);
+                                service.guest.store(Arc::new(guest));
                                 tracing::info!(
                                     service = %name,
                                     "reloaded the guest from {} ({provenance})",
@@ -240,7 +241,8 @@ impl Node {
                             }
                             Err(error) => tracing::error!(
                                 service = %name,
-                                "{} changed but cannot be served, keeping the previous version: {error}",
+                                "{} changed but cannot be served, keeping the previous \
+                                 version: {error}",
                                 path.display()
                             ),
                         }
@@ -285,7 +287,8 @@ impl Node {
         let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
         if options.upgrade {
             tracing::info!(
-                "waiting up to {UPGRADE_WAIT_SECS} s for the running node's sockets on {} (send it SIGQUIT)",
+                "waiting up to {UPGRADE_WAIT_SECS} s for the running node's sockets on {} \
+                 (send it SIGQUIT)",
                 config.upgrade_sock().display()
             );
         }

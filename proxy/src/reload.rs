@@ -148,7 +148,7 @@ impl Reloader {
                 .filter(|name| !new.services.contains_key(*name))
             {
                 let purged = cache.purge(PurgeTarget::Service(gone.clone()), false);
-                tracing::info!(service = %gone, "service removed; purged {purged} cached object(s)");
+                tracing::info!(service = %gone, "service removed; purged {purged} object(s)");
             }
         }
         let summary = new.to_string();

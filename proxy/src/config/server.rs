@@ -358,7 +358,8 @@ impl GeoConfig {
             Some(database) => check.file(
                 "geo.database",
                 database,
-                "point it at a MaxMind-format .mmdb file (e.g. GeoLite2-City.mmdb), relative to this config, or remove [geo]",
+                "point it at a MaxMind-format .mmdb file (e.g. GeoLite2-City.mmdb), relative \
+                 to this config, or remove [geo]",
             ),
             None => Ok(()),
         }
@@ -406,7 +407,8 @@ impl LogConfig {
             return Err(check.invalid(
                 "log.level",
                 format!("`{}` is not a log filter", self.level),
-                "use a level such as `info` or `warn`, optionally with targets: `info,outpost::guest=debug`",
+                "use a level such as `info` or `warn`, optionally with targets: \
+                 `info,outpost::guest=debug`",
             ));
         }
         Ok(())

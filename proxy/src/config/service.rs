@@ -76,7 +76,8 @@ impl ServiceConfig {
         check.file(
             &format!("{key}.guest"),
             &self.guest,
-            "build the guest (`cargo build --release --target wasm32-wasip2`) and point `guest` at the .wasm file, relative to this config",
+            "build the guest (`cargo build --release --target wasm32-wasip2`) and point \
+             `guest` at the .wasm file, relative to this config",
         )?;
         self.limits.validate(&format!("{key}.limits"), check)?;
         if let Some(reuse) = &self.reuse {

@@ -304,7 +304,8 @@ impl WasiHttpHooks for EdgeHooks {
             tracing::warn!(
                 service = %self.grants.service,
                 request_id = %self.request_id,
-                "guest fetch to `{name}` denied: not a backend of this service (configured: {}; dynamic hosts allowed: {})",
+                "guest fetch to `{name}` denied: not a backend of this service (configured: \
+                 {}; dynamic hosts allowed: {})",
                 self.grants.backends.keys().cloned().collect::<Vec<_>>().join(", "),
                 self.grants.dynamic.described
             );

@@ -71,7 +71,8 @@ impl Runtime {
                 Ok(engine) => (engine, true),
                 Err(e) => {
                     tracing::warn!(
-                        "pooling allocator unavailable ({e:#}); falling back to on-demand instances, which are slower"
+                        "pooling allocator unavailable ({e:#}); falling back to on-demand \
+                         instances, which are slower"
                     );
                     (
                         Engine::new(&engine_config(config, None)).map_err(RuntimeError::Engine)?,

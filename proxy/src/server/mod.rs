@@ -268,7 +268,8 @@ async fn serve_h2<H: Handler>(
             finish_within(connection, settings.drain_timeout).await
         }
         () = resets.idle_for(settings.deadlines.keepalive) => {
-            tracing::debug!("closing an HTTP/2 connection idle for {:?}", settings.deadlines.keepalive);
+            let idle = settings.deadlines.keepalive;
+            tracing::debug!("closing an HTTP/2 connection idle for {idle:?}");
             connection.as_mut().graceful_shutdown();
             finish_within(connection, GOAWAY_GRACE).await
         }

@@ -264,7 +264,8 @@ enum Outcome {
 /// A response body as the node sends it.
 #[allow(
     clippy::large_enum_variant,
-    reason = "one per response, built once; boxing the guest's body would cost an allocation per request"
+    reason = "one per response, built once; boxing the guest's body would cost an \
+              allocation per request"
 )]
 pub(crate) enum BodyKind {
     /// Bytes known up front (node answers); `None` once sent.

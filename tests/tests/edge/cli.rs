@@ -353,3 +353,39 @@ async fn the_compile_cache_serves_later_starts_and_a_damaged_entry_is_compiled_a
         "rewritten: {fourth}"
     );
 }
+
+#[tokio::test]
+async fn serve_without_arguments_starts_the_demo_and_says_so_first() {
+    let (addr, origin) = (free_addr(), free_addr());
+    let node = Node::spawn(
+        addr,
+        &[
+            "serve",
+            "--listen",
+            &addr.to_string(),
+            "--demo-origin",
+            &origin.to_string(),
+        ],
+        tempfile::tempdir().unwrap(),
+        &[addr, origin],
+    )
+    .await;
+    let proxied = http1().get(node.url("/some/path")).send().await.unwrap();
+    assert_eq!(proxied.status(), 200);
+    let hello = http1()
+        .get(node.url("/"))
+        .header("host", "hello.localhost")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(hello.starts_with("Hello"), "{hello}");
+    let stdout = node.stdout();
+    assert_eq!(
+        stdout.lines().next(),
+        Some("No --config or --guest given: starting the built-in demo"),
+        "{stdout}"
+    );
+}

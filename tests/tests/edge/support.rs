@@ -542,6 +542,11 @@ impl Node {
         None
     }
 
+    /// What the node has printed on stdout so far.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("stdout.log")).unwrap_or_default()
+    }
+
     /// What the node has logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

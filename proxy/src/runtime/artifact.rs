@@ -131,23 +131,24 @@ impl CompileCache {
         &self.dir
     }
 
+    /// Where the compiled `wasm` for the engine `engine_hash` is kept.
     fn entry(&self, wasm: &[u8], engine_hash: u64) -> PathBuf {
         let digest = Sha256::digest(wasm);
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         self.dir.join(format!("{hex}-{engine_hash:016x}.cwasm"))
     }
 
-    /// The cached component for `wasm`, if an intact entry exists. A damaged or foreign
-    /// entry is reported and ignored (the caller compiles and overwrites it).
+    /// The component cached at `path` (an [`CompileCache::entry`]), if it is intact. A
+    /// damaged or foreign entry is reported and ignored (the caller compiles and
+    /// overwrites it).
     fn load(
         &self,
         engine: &Engine,
         engine_hash: u64,
-        wasm: &[u8],
+        path: &Path,
         name: &str,
     ) -> Option<Component> {
-        let path = self.entry(wasm, engine_hash);
-        let bytes = std::fs::read(&path).ok()?;
+        let bytes = std::fs::read(path).ok()?;
         let loaded = decode(engine_hash, &bytes)
             .map_err(|refusal| refusal.to_string())
             .and_then(|payload| {
@@ -166,10 +167,10 @@ impl CompileCache {
         }
     }
 
-    /// Stores `component` as the entry for `wasm`: written aside, then renamed into place.
-    /// A cache that cannot be written costs the next start a compile, nothing more.
-    fn store(&self, engine_hash: u64, wasm: &[u8], component: &Component, name: &str) {
-        let path = self.entry(wasm, engine_hash);
+    /// Stores `component` at `path` (an [`CompileCache::entry`]): written aside, then
+    /// renamed into place. A cache that cannot be written costs the next start a compile,
+    /// nothing more.
+    fn store(&self, engine_hash: u64, path: &Path, component: &Component, name: &str) {
         let written = component
             .serialize()
             .map_err(|e| std::io::Error::other(format!("{e:#}")))
@@ -181,7 +182,7 @@ impl CompileCache {
                     TEMP_FILES.fetch_add(1, Ordering::Relaxed)
                 ));
                 std::fs::write(&temp, encode(engine_hash, &payload))?;
-                std::fs::rename(&temp, &path).inspect_err(|_| {
+                std::fs::rename(&temp, path).inspect_err(|_| {
                     let _ = std::fs::remove_file(&temp);
                 })
             });
@@ -194,18 +195,22 @@ impl CompileCache {
     }
 }
 
+/// The guest file at `path`: its name for errors and its bytes.
+fn read_guest(path: &Path) -> Result<(String, Vec<u8>), RuntimeError> {
+    let name = path.display().to_string();
+    match std::fs::read(path) {
+        Ok(bytes) => Ok((name, bytes)),
+        Err(source) => Err(RuntimeError::Read { path: name, source }),
+    }
+}
+
 /// Loads the guest at `path`: a `.cwasm` from `outpost compile` as it is, a `.wasm` from
-/// the compile cache when an intact entry exists, else compiled (and cached).
+/// `runtime`'s compile cache when an intact entry exists, else compiled (and cached).
 pub fn load_component(
     runtime: &Runtime,
-    cache: Option<&CompileCache>,
     path: &Path,
 ) -> Result<(Component, Provenance), RuntimeError> {
-    let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| RuntimeError::Read {
-        path: name.clone(),
-        source,
-    })?;
+    let (name, bytes) = read_guest(path)?;
     let engine = &runtime.engine;
     let hash = runtime.engine_hash;
     let named_precompiled = path.extension().is_some_and(|e| e == "cwasm");
@@ -224,25 +229,29 @@ pub fn load_component(
             .map_err(|e| refused(format!("{e:#}")))?;
         return Ok((component, Provenance::Precompiled));
     }
-    if let Some(component) = cache.and_then(|c| c.load(engine, hash, &bytes, &name)) {
+    // The entry's name digests the whole guest: work it out once for the load and the store.
+    let cached = runtime
+        .compile_cache
+        .as_ref()
+        .map(|cache| (cache, cache.entry(&bytes, hash)));
+    if let Some(component) = cached
+        .as_ref()
+        .and_then(|(cache, entry)| cache.load(engine, hash, entry, &name))
+    {
         return Ok((component, Provenance::Cached));
     }
     let started = Instant::now();
     let component = compile(runtime, &name, &bytes)?;
     let took = started.elapsed();
-    if let Some(cache) = cache {
-        cache.store(hash, &bytes, &component, &name);
+    if let Some((cache, entry)) = &cached {
+        cache.store(hash, entry, &component, &name);
     }
     Ok((component, Provenance::Compiled(took)))
 }
 
 /// `outpost compile`: the artifact for the `.wasm` at `path`, for `runtime`'s engine.
 pub fn precompile(runtime: &Runtime, path: &Path) -> Result<Vec<u8>, RuntimeError> {
-    let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| RuntimeError::Read {
-        path: name.clone(),
-        source,
-    })?;
+    let (name, bytes) = read_guest(path)?;
     let component = compile(runtime, &name, &bytes)?;
     // Refuse now what `serve` would refuse later: the guest must link on this node.
     super::Compiled::link(runtime, &name, &component)?;

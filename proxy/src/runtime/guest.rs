@@ -51,8 +51,7 @@ impl Compiled {
     /// Loads the guest at `path` (`.wasm`, through the compile cache, or a `.cwasm`) and
     /// links it; also says where its code came from.
     pub fn load(runtime: &Runtime, path: &Path) -> Result<(Compiled, Provenance), RuntimeError> {
-        let (component, provenance) =
-            artifact::load_component(runtime, runtime.compile_cache.as_ref(), path)?;
+        let (component, provenance) = artifact::load_component(runtime, path)?;
         let compiled = Compiled::link(runtime, &path.display().to_string(), &component)?;
         Ok((compiled, provenance))
     }

@@ -49,36 +49,12 @@ url = "{origin}"
     }
 }
 
-/// What a client got: status, the headers it cares about, the body.
-struct Got {
-    status: u16,
-    headers: http::HeaderMap,
-    body: String,
-}
-
-impl Got {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-    fn x_cache(&self) -> &str {
-        self.header("x-cache").unwrap_or("(none)")
-    }
-}
-
 async fn request(edge: &Edge, method: &str, path: &str, headers: &[(&str, &str)]) -> Got {
     let mut builder = http1().request(method.parse().unwrap(), edge.node.url(path));
     for (name, value) in headers {
         builder = builder.header(*name, *value);
     }
-    let response = builder.send().await.unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response.text().await.unwrap();
-    Got {
-        status,
-        headers,
-        body,
-    }
+    Got::read(builder.send().await.unwrap()).await
 }
 
 async fn get(edge: &Edge, path: &str) -> Got {
@@ -94,17 +70,6 @@ async fn admin(edge: &Edge, path: &str, soft: bool) -> (u16, String) {
     }
     let response = builder.send().await.unwrap();
     (response.status().as_u16(), response.text().await.unwrap())
-}
-
-/// Polls until `check` holds, for at most 5 s.
-async fn eventually(mut check: impl FnMut() -> bool) -> bool {
-    for _ in 0..100 {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    check()
 }
 
 #[tokio::test]
@@ -279,7 +244,7 @@ async fn stale_while_revalidate_serves_stale_and_refreshes_once() {
         assert_eq!((got.x_cache(), got.body.as_str()), ("STALE", "feed v1"));
     }
     assert!(
-        eventually(|| origin.hits("/feed").len() == 2).await,
+        eventually(|| std::future::ready(origin.hits("/feed").len() == 2)).await,
         "one background refresh"
     );
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -724,7 +689,7 @@ async fn purges_by_url_surrogate_key_and_service_hard_and_soft() {
     admin(&edge, "/services/svc/purge/key/group-2", true).await;
     assert_eq!(get(&edge, "/c").await.x_cache(), "STALE");
     assert!(
-        eventually(|| origin.hits("/c").len() == 2).await,
+        eventually(|| std::future::ready(origin.hits("/c").len() == 2)).await,
         "refreshed in the background"
     );
 
@@ -759,7 +724,7 @@ async fn a_purge_during_a_background_refresh_is_not_undone_by_it() {
     assert_eq!(get(&edge, "/news").await.x_cache(), "STALE");
     // The refresh is now waiting on the origin; purge underneath it.
     admin(&edge, "/services/svc/purge/url/http://origin/news", false).await;
-    assert!(eventually(|| origin.hits("/news").len() == 2).await);
+    assert!(eventually(|| std::future::ready(origin.hits("/news").len() == 2)).await);
     tokio::time::sleep(Duration::from_millis(1200)).await;
     origin.set(
         "/news",

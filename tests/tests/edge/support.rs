@@ -25,6 +25,47 @@ pub fn scrape(text: &str) -> HashMap<String, f64> {
         .collect()
 }
 
+/// What a client got: status, headers, body.
+pub struct Got {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: String,
+}
+
+impl Got {
+    /// Reads `response` whole.
+    pub async fn read(response: reqwest::Response) -> Got {
+        Got {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            body: response.text().await.unwrap(),
+        }
+    }
+
+    /// A header's value, if present and text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// `X-Cache`, or `(none)`.
+    pub fn x_cache(&self) -> &str {
+        self.header("x-cache").unwrap_or("(none)")
+    }
+}
+
+/// Polls `check` every 50 ms until it holds, for at most 5 s; whether it did.
+pub async fn eventually<F: std::future::Future<Output = bool>>(
+    mut check: impl FnMut() -> F,
+) -> bool {
+    for _ in 0..100 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    check().await
+}
+
 /// The node's metrics at `addr`, scraped now.
 pub async fn metrics_at(addr: SocketAddr) -> HashMap<String, f64> {
     scrape(&get_text(&format!("http://{addr}/metrics")).await)

@@ -105,11 +105,8 @@ const COUNTED_ENTRIES: u64 = 200_000;
 
 /// A node ready to serve: everything compiled and loaded, no socket open yet.
 pub struct Node {
+    /// Holds everything that outlives a reload: the site, the shared parts, certificates.
     reloader: Arc<Reloader>,
-    shared: Arc<Shared>,
-    site: Arc<ArcSwap<Site>>,
-    sni: Option<Arc<SniResolver>>,
-    counters: Arc<Counters>,
     drain: Drain,
 }
 
@@ -155,37 +152,32 @@ impl Node {
             None => None,
         };
         shared.metrics.config_started();
-        let site = Arc::new(ArcSwap::from_pointee(site));
-        let reloader = Arc::new(Reloader::new(
+        let reloader = Reloader::new(
             config,
-            site.clone(),
-            shared.clone(),
-            sni.clone(),
-            counters.clone(),
-        ));
-        Ok(Node {
-            reloader,
+            Arc::new(ArcSwap::from_pointee(site)),
             shared,
-            site,
             sni,
             counters,
+        );
+        Ok(Node {
+            reloader: Arc::new(reloader),
             drain: Drain::default(),
         })
     }
 
     /// The site being served now (requests keep the one they started with).
     pub fn site(&self) -> Arc<Site> {
-        self.site.load_full()
+        self.reloader.site().load_full()
     }
 
     /// What every site shares with the node.
     pub fn shared(&self) -> &Arc<Shared> {
-        &self.shared
+        self.reloader.shared()
     }
 
     /// Whether guests run from the pooling allocator (false after a fallback).
     pub fn is_pooling(&self) -> bool {
-        self.shared.runtime.is_pooling()
+        self.shared().runtime.is_pooling()
     }
 
     /// The config being served (it changes on reload).
@@ -199,7 +191,7 @@ impl Node {
     /// flight finish on the version they started with.
     pub fn watch_guests(&self) {
         let reloader = self.reloader.clone();
-        let runtime = self.shared.runtime.clone();
+        let runtime = self.shared().runtime.clone();
         let stamp = |path: &Path| {
             std::fs::metadata(path)
                 .ok()
@@ -293,17 +285,17 @@ impl Node {
             );
         }
         server.bootstrap();
-        let site = self.site.clone();
+        let site = self.reloader.site().clone();
         let settings: Arc<dyn Fn() -> Arc<ConnSettings> + Send + Sync> =
             Arc::new(move || site.load().conn.clone());
-        let edge = EdgeHandler::new(self.site.clone());
+        let edge = EdgeHandler::new(self.reloader.site().clone());
         for addr in &config.server.listen {
             let listener = self.listener(edge.clone(), settings.clone(), addr);
             let mut service = ListeningService::new(format!("outpost {addr}"), listener);
             service.add_tcp(&addr.to_string());
             server.add_service(service);
         }
-        if let (Some(tls), Some(sni)) = (&config.tls, &self.sni) {
+        if let (Some(tls), Some(sni)) = (&config.tls, self.reloader.sni()) {
             for addr in &tls.listen {
                 let listener = self.listener(edge.clone(), settings.clone(), addr);
                 let mut service = ListeningService::new(format!("outpost tls {addr}"), listener);
@@ -321,10 +313,10 @@ impl Node {
         };
         if let Some(addr) = config.metrics.listen {
             let before_scrape =
-                self.shared.cache.clone().map(|cache| {
+                self.shared().cache.clone().map(|cache| {
                     Arc::new(move || cache.update_gauges()) as crate::metrics::ScrapeHook
                 });
-            let endpoint = MetricsEndpoint::new(self.shared.metrics.clone(), before_scrape);
+            let endpoint = MetricsEndpoint::new(self.shared().metrics.clone(), before_scrape);
             let listener = self.listener(endpoint, plain.clone(), &addr);
             let mut service = ListeningService::new("outpost metrics".to_owned(), listener);
             service.add_tcp(&addr.to_string());
@@ -333,7 +325,6 @@ impl Node {
         if let Some(addr) = config.admin.listen {
             let api = AdminApi::new(Arc::new(NodeAdmin {
                 reloader: self.reloader.clone(),
-                shared: self.shared.clone(),
                 drain: self.drain.clone(),
             }));
             let listener = self.listener(api, plain, &addr);
@@ -344,14 +335,14 @@ impl Node {
         lifecycle::exit_when_drained(
             server.watch_execution_phase(),
             self.drain.clone(),
-            self.shared.access_log.clone(),
+            self.shared().access_log.clone(),
         );
         lifecycle::notify_ready(options.upgrade);
         server.run(RunArgs {
             shutdown_signal: Box::new(lifecycle::Signals {
                 reloader: self.reloader.clone(),
                 drain: self.drain.clone(),
-                access_log: self.shared.access_log.clone(),
+                access_log: self.shared().access_log.clone(),
                 grace: Duration::from_secs(config.server.drain_grace_secs),
             }),
         });
@@ -367,7 +358,7 @@ impl Node {
         Listener::new(
             handler,
             settings,
-            self.shared.metrics.listener(&addr.to_string()),
+            self.shared().metrics.listener(&addr.to_string()),
             self.drain.clone(),
         )
     }
@@ -385,16 +376,6 @@ impl Node {
             urls.extend(tls.listen.iter().map(|a| format!("https://{a}/")));
         }
         urls
-    }
-
-    /// The rate counters (kept across reloads).
-    pub fn counters(&self) -> &Arc<Counters> {
-        &self.counters
-    }
-
-    /// Reloads the config file now, as SIGHUP does.
-    pub fn reloader(&self) -> &Arc<Reloader> {
-        &self.reloader
     }
 }
 
@@ -425,13 +406,12 @@ fn check_listeners(config: &Config) -> Result<(), NodeError> {
 /// The admin API's view of the node.
 struct NodeAdmin {
     reloader: Arc<Reloader>,
-    shared: Arc<Shared>,
     drain: Drain,
 }
 
 impl crate::admin::AdminTarget for NodeAdmin {
     fn cache(&self) -> Option<Arc<EdgeCache>> {
-        self.shared.cache.clone()
+        self.reloader.shared().cache.clone()
     }
 
     fn has_service(&self, name: &str) -> bool {

@@ -103,6 +103,16 @@ impl Reloader {
         &self.site
     }
 
+    /// What every site shares with the node (runtime, cache, metrics, logs).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// The TLS listeners' certificate resolver, when the node has TLS.
+    pub fn sni(&self) -> Option<&Arc<SniResolver>> {
+        self.sni.as_ref()
+    }
+
     /// The admin token of the config being served.
     pub fn admin_token(&self) -> Option<Secret> {
         (**self.admin_token.load()).clone()

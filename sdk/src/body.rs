@@ -7,10 +7,13 @@
 use bytes::{Bytes, BytesMut};
 
 use crate::error::{Error, ErrorKind};
-use crate::wasi::{IncomingStream, write_all};
+use crate::wasi::{IncomingStream, describe_stream_error, write_all};
 
 /// The largest chunk read from the host at once.
 pub const CHUNK: u64 = 64 * 1024;
+
+/// The most `blocking-write-and-flush` takes in one call.
+const SMALL_WRITE: usize = 4096;
 
 /// A request or response body.
 ///
@@ -114,6 +117,15 @@ impl Body {
     ) -> Result<(), Error> {
         match std::mem::take(&mut self.inner) {
             Inner::Empty => {}
+            // One call writes and flushes a small body (wasi:io allows 4 KiB at once).
+            Inner::Bytes(bytes) if bytes.len() <= SMALL_WRITE => {
+                return stream.blocking_write_and_flush(&bytes).map_err(|e| {
+                    Error::of_kind(
+                        ErrorKind::Body,
+                        format!("writing a body failed: {}", describe_stream_error(e)),
+                    )
+                });
+            }
             Inner::Bytes(bytes) => write_all(stream, &bytes).map_err(|e| {
                 Error::of_kind(ErrorKind::Body, format!("writing a body failed: {e}"))
             })?,

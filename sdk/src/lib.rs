@@ -33,6 +33,9 @@
 //! origin=http://127.0.0.1:8080`.
 //!
 //! - [`Request`] and [`Response`] use the [`http`] crate's method, status and header types.
+//!   Headers are copied into guest memory only when the guest first reads them: a
+//!   backend response passed on with a field set or removed never is, and neither is a
+//!   client request (or its body) the guest does not look at.
 //! - [`Request::send`] fetches from a named backend; bodies stream through in chunks, and
 //!   a backend body returned as is (or appended to a [`StreamingBody`]) is spliced by the
 //!   host without entering guest memory.
@@ -62,6 +65,7 @@ pub mod cache;
 pub mod config;
 mod error;
 pub mod geo;
+mod headers;
 mod imports;
 mod info;
 pub mod log;

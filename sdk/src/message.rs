@@ -1,23 +1,24 @@
 //! What requests and responses share: header and body accessors, generated once for both.
 
 /// Expands, inside `impl $ty { ... }`, to the header and body methods of an HTTP message
-/// type with `headers: HeaderMap` and `body: Body` fields.
+/// type with `headers: Headers` and `body: Body` fields. Setting or removing a header does
+/// not copy a backend's fields into guest memory; reading one does, once.
 macro_rules! headers_and_body {
     ($ty:ident) => {
         /// All headers.
         pub fn headers(&self) -> &http::HeaderMap {
-            &self.headers
+            self.headers.map()
         }
 
         /// All headers, to change.
         pub fn headers_mut(&mut self) -> &mut http::HeaderMap {
-            &mut self.headers
+            self.headers.map_mut()
         }
 
         /// The first value of header `name` as text, if present and valid UTF-8
         /// (names are case-insensitive).
         pub fn header(&self, name: &str) -> Option<&str> {
-            self.headers.get(name).and_then(|v| v.to_str().ok())
+            self.headers.map().get(name).and_then(|v| v.to_str().ok())
         }
 
         /// Sets header `name` to `value`, replacing earlier values.

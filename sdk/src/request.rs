@@ -1,6 +1,8 @@
 //! Requests: the one the client sent, and the ones a guest sends to its backends.
 
-use http::{HeaderMap, HeaderValue, Method, Uri};
+use std::rc::Rc;
+
+use http::{Method, Uri};
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
     FutureIncomingResponse, IncomingRequest, OutgoingBody, OutgoingRequest, Scheme,
@@ -9,11 +11,9 @@ use wasip2::http::types::{
 use crate::body::Body;
 use crate::cache::CacheOverride;
 use crate::error::{Error, ErrorKind};
+use crate::headers::Headers;
 use crate::response::Response;
-use crate::wasi::{
-    BodyParent, IncomingStream, backend_error, from_fields, from_wasi_method, to_fields,
-    to_wasi_method,
-};
+use crate::wasi::{IncomingStream, backend_error, from_wasi_method, to_wasi_method};
 
 /// An HTTP request: method, URI, headers and a body that may still be streaming in.
 ///
@@ -29,7 +29,7 @@ use crate::wasi::{
 pub struct Request {
     method: Method,
     uri: Uri,
-    headers: HeaderMap,
+    headers: Headers,
     body: Body,
     cache: Option<CacheOverride>,
 }
@@ -53,7 +53,7 @@ impl Request {
         Self {
             method,
             uri,
-            headers: HeaderMap::new(),
+            headers: Headers::new(),
             body: Body::empty(),
             cache: None,
         }
@@ -98,13 +98,9 @@ impl Request {
                 format!("bad request target: {e}"),
             )
         })?;
-        let headers = from_fields(&incoming.headers());
-        let body = match incoming.consume() {
-            Ok(body) => {
-                Body::from_stream(IncomingStream::new(body, BodyParent::Request(incoming))?)
-            }
-            Err(()) => Body::empty(),
-        };
+        let incoming = Rc::new(incoming);
+        let headers = Headers::of_request(incoming.clone());
+        let body = Body::from_stream(IncomingStream::of_request(incoming));
         Ok(Self {
             method,
             uri,
@@ -262,18 +258,13 @@ impl Request {
         let Request {
             method,
             uri,
-            mut headers,
+            headers,
             body,
             cache,
         } = self;
-        if let Some(len) = body.known_len() {
-            if len > 0 || method_has_body(&method) {
-                headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
-            } else {
-                headers.remove(http::header::CONTENT_LENGTH);
-            }
-        }
-        let fields = to_fields(&headers, true)?;
+        let known_len = body.known_len();
+        let declared = known_len.filter(|&len| len > 0 || method_has_body(&method));
+        let fields = headers.into_fields(declared, declared.is_some() || known_len.is_none())?;
         let request = OutgoingRequest::new(fields);
         let invalid = |what: &str| {
             Error::of_kind(

@@ -1,12 +1,15 @@
 //! Responses: what the guest answers, and what backends answer the guest.
 
-use http::{HeaderMap, HeaderValue, StatusCode};
-use wasip2::http::types::{IncomingResponse, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use http::StatusCode;
+use wasip2::http::types::{
+    Fields, IncomingResponse, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
 
 use crate::body::Body;
 use crate::cache::EdgePolicy;
 use crate::error::{Error, ErrorKind};
-use crate::wasi::{BodyParent, IncomingStream, from_fields, to_fields};
+use crate::headers::Headers;
+use crate::wasi::{BodyParent, IncomingStream};
 
 /// An HTTP response: status, headers and a body that may still be streaming from a backend.
 ///
@@ -20,7 +23,7 @@ use crate::wasi::{BodyParent, IncomingStream, from_fields, to_fields};
 #[derive(Debug)]
 pub struct Response {
     status: StatusCode,
-    headers: HeaderMap,
+    headers: Headers,
     body: Body,
     /// Whether (and how) the edge may store this response in the service's response cache.
     edge_cache: Option<EdgePolicy>,
@@ -39,7 +42,7 @@ impl Response {
     pub fn new() -> Self {
         Self {
             status: StatusCode::OK,
-            headers: HeaderMap::new(),
+            headers: Headers::new(),
             body: Body::empty(),
             edge_cache: None,
             sent: false,
@@ -107,7 +110,7 @@ impl Response {
                 format!("backend sent a bad status: {e}"),
             )
         })?;
-        let headers = from_fields(&incoming.headers());
+        let headers = Headers::of_response(&incoming.headers());
         let body = match incoming.consume() {
             Ok(body) => {
                 Body::from_stream(IncomingStream::new(body, BodyParent::Response(incoming))?)
@@ -170,6 +173,12 @@ impl Response {
         self.edge_cache.as_ref()
     }
 
+    /// The head's fields, ready to send (any `Content-Length` set is kept); the response
+    /// keeps no headers.
+    pub(crate) fn take_header_fields(&mut self) -> Result<Fields, Error> {
+        std::mem::replace(&mut self.headers, Headers::new()).into_fields(None, true)
+    }
+
     /// Tells the host how it may store the response about to be sent.
     pub(crate) fn announce_edge_cache(&self) {
         if let Some(policy) = &self.edge_cache {
@@ -183,21 +192,21 @@ impl Response {
         self.announce_edge_cache();
         let Response {
             status,
-            mut headers,
+            headers,
             body,
             ..
         } = self;
         let no_body = head_only || !allows_body(status);
-        if let (false, Some(len)) = (no_body, body.known_len()) {
-            headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
-        }
+        let length = body.known_len().filter(|_| !no_body);
         // A body-less response keeps no length the guest could not write.
-        let fields = match to_fields(&headers, !no_body) {
+        let fields = match headers.into_fields(length, !no_body) {
             Ok(fields) => fields,
             Err(error) => return error_response(error).send_downstream(out, head_only),
         };
         let response = OutgoingResponse::new(fields);
-        let _ = response.set_status_code(status.as_u16());
+        if status != StatusCode::OK {
+            let _ = response.set_status_code(status.as_u16());
+        }
         let outgoing_body = response.body().expect("a new response has a body");
         ResponseOutparam::set(out, Ok(response));
         if !no_body {

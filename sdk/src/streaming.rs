@@ -12,7 +12,7 @@ use wasip2::io::streams::OutputStream;
 use crate::body::Body;
 use crate::error::{Error, ErrorKind};
 use crate::response::Response;
-use crate::wasi::{describe_stream_error, to_fields, write_all};
+use crate::wasi::{describe_stream_error, write_all};
 
 /// Where the answer to the current request goes, until something sends it.
 pub(crate) struct Downstream {
@@ -69,7 +69,7 @@ impl Response {
             ));
         };
         let head_only = head_only || !crate::response::allows_body(self.status());
-        let fields = to_fields(self.headers(), true)?;
+        let fields = self.take_header_fields()?;
         let response = OutgoingResponse::new(fields);
         let _ = response.set_status_code(self.status().as_u16());
         let body = response.body().expect("a new response has a body");

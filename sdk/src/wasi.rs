@@ -1,5 +1,7 @@
 //! The thin layer over `wasi:http` and `wasi:io` that the rest of the SDK stands on.
 
+use std::rc::Rc;
+
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use wasip2::http::types::{
@@ -11,7 +13,7 @@ use crate::error::{Error, ErrorKind};
 
 /// Headers the host manages itself; sending them is an error in `wasi:http`, so the SDK
 /// leaves them out when it converts a header map.
-const HOST_MANAGED: [&str; 9] = [
+pub(crate) const HOST_MANAGED: [&str; 9] = [
     "connection",
     "keep-alive",
     "proxy-authenticate",
@@ -25,7 +27,8 @@ const HOST_MANAGED: [&str; 9] = [
 
 /// The resource an incoming body belongs to; it must outlive the body.
 pub(crate) enum BodyParent {
-    Request(#[allow(dead_code)] IncomingRequest),
+    /// The client's request, shared with its headers.
+    Request(Rc<IncomingRequest>),
     Response(#[allow(dead_code)] IncomingResponse),
 }
 
@@ -34,7 +37,9 @@ pub(crate) enum BodyParent {
 pub(crate) struct IncomingStream {
     stream: Option<InputStream>,
     body: Option<IncomingBody>,
-    _parent: BodyParent,
+    /// Set while the client's request body is still unopened (opened on the first read).
+    unopened: bool,
+    parent: BodyParent,
 }
 
 impl IncomingStream {
@@ -45,8 +50,39 @@ impl IncomingStream {
         Ok(Self {
             stream: Some(stream),
             body: Some(body),
-            _parent: parent,
+            unopened: false,
+            parent,
         })
+    }
+
+    /// The client's request body, opened when first read: a guest that never reads it
+    /// makes no calls for it.
+    pub(crate) fn of_request(request: Rc<IncomingRequest>) -> Self {
+        Self {
+            stream: None,
+            body: None,
+            unopened: true,
+            parent: BodyParent::Request(request),
+        }
+    }
+
+    /// Opens the client's request body on first use; a request without one ends at once.
+    fn open(&mut self) -> Result<(), Error> {
+        if !std::mem::take(&mut self.unopened) {
+            return Ok(());
+        }
+        let BodyParent::Request(request) = &self.parent else {
+            return Ok(());
+        };
+        let Ok(body) = request.consume() else {
+            return Ok(());
+        };
+        let stream = body
+            .stream()
+            .map_err(|()| Error::of_kind(ErrorKind::Body, "the body stream was already taken"))?;
+        self.stream = Some(stream);
+        self.body = Some(body);
+        Ok(())
     }
 
     /// The next chunk, or `None` at the end of the body.
@@ -74,6 +110,7 @@ impl IncomingStream {
         doing: &str,
         mut op: impl FnMut(&InputStream) -> Result<Option<T>, StreamError>,
     ) -> Result<Option<T>, Error> {
+        self.open()?;
         loop {
             let Some(stream) = &self.stream else {
                 return Ok(None);

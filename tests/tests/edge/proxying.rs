@@ -528,3 +528,80 @@ fn a_missing_geo_database_is_a_config_error_naming_the_key() {
         "{output}"
     );
 }
+
+/// The SDK leaves a backend response's headers in the host until the guest reads them and
+/// makes changes there; every change must reach the client either way, a read must see
+/// the changes made before it, and a request the guest never reads must cost it nothing.
+#[tokio::test]
+async fn sdk_header_changes_reach_the_client_whether_or_not_the_guest_read_them() {
+    let origin = Origin::start().await;
+    origin.set(
+        "/page",
+        Canned::ok(
+            "page body\n",
+            &[
+                ("content-type", "text/plain"),
+                ("cache-control", "no-store"),
+                ("x-keep", "k"),
+                ("x-drop", "d"),
+            ],
+        ),
+    );
+    let config = one_service(
+        &test_guest("headers"),
+        "",
+        &[("origin", format!("url = \"{}\"", origin.url()))],
+    );
+    let node = Node::start(&config).await;
+    let client = http1();
+
+    for query in ["", "?read", "?managed"] {
+        let response = client
+            .get(node.url(&format!("/page{query}")))
+            .send()
+            .await
+            .unwrap();
+        let got = Got::read(response).await;
+        assert_eq!(got.status, 200, "{query}: {got:?}");
+        assert_eq!(got.body, "page body\n", "{query}");
+        assert_eq!(got.header("content-length"), Some("10"), "{query}");
+        assert_eq!(got.header("content-type"), Some("text/plain"), "{query}");
+        assert_eq!(got.header("x-keep"), Some("k"), "{query}");
+        assert_eq!(got.header("x-added"), Some("yes"), "{query}: a set field");
+        assert_eq!(got.header("x-drop"), None, "{query}: a removed field");
+        assert_ne!(got.header("transfer-encoding"), Some("chunked"), "{query}");
+    }
+    let read = Got::read(client.get(node.url("/page?read")).send().await.unwrap()).await;
+    assert_eq!(
+        read.header("x-seen"),
+        Some("added=yes drop=none keep=k"),
+        "a read sees the changes made host-side before it"
+    );
+    assert_eq!(read.header("x-after-read"), Some("yes"));
+
+    let head = client.head(node.url("/page")).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["x-added"], "yes");
+    assert!(head.bytes().await.unwrap().is_empty());
+
+    // A request whose body the guest never opens, and one it reads after its headers.
+    let unread = client
+        .post(node.url("/self"))
+        .body("never read")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unread.status(), 200);
+    assert_eq!(
+        unread.text().await.unwrap(),
+        "answered without reading the request\n"
+    );
+    let read_request = client
+        .post(node.url("/read-request"))
+        .header("x-in", "tag")
+        .body("12345")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read_request.text().await.unwrap(), "x-in=tag body=5\n");
+}

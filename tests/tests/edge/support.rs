@@ -26,6 +26,7 @@ pub fn scrape(text: &str) -> HashMap<String, f64> {
 }
 
 /// What a client got: status, headers, body.
+#[derive(Debug)]
 pub struct Got {
     pub status: u16,
     pub headers: http::HeaderMap,

@@ -32,6 +32,12 @@ pub(crate) enum BodyParent {
     Response(#[allow(dead_code)] IncomingResponse),
 }
 
+/// The stream of an incoming body (a body gives its stream once).
+fn stream_of(body: &IncomingBody) -> Result<InputStream, Error> {
+    body.stream()
+        .map_err(|()| Error::of_kind(ErrorKind::Body, "the body stream was already taken"))
+}
+
 /// An incoming body being read: the stream must be dropped before the body resource, and
 /// the parent request or response after both, which the field order guarantees.
 pub(crate) struct IncomingStream {
@@ -44,9 +50,7 @@ pub(crate) struct IncomingStream {
 
 impl IncomingStream {
     pub(crate) fn new(body: IncomingBody, parent: BodyParent) -> Result<Self, Error> {
-        let stream = body
-            .stream()
-            .map_err(|()| Error::of_kind(ErrorKind::Body, "the body stream was already taken"))?;
+        let stream = stream_of(&body)?;
         Ok(Self {
             stream: Some(stream),
             body: Some(body),
@@ -77,10 +81,7 @@ impl IncomingStream {
         let Ok(body) = request.consume() else {
             return Ok(());
         };
-        let stream = body
-            .stream()
-            .map_err(|()| Error::of_kind(ErrorKind::Body, "the body stream was already taken"))?;
-        self.stream = Some(stream);
+        self.stream = Some(stream_of(&body)?);
         self.body = Some(body);
         Ok(())
     }

@@ -5,6 +5,7 @@
 #   bash loadtest/run.sh hello cache-1k      # just these
 #   DURATION=30s CONNECTIONS=128 bash loadtest/run.sh
 #   SMOKE=1 bash loadtest/run.sh             # 1 s per scenario, 8 connections, the tests' debug binary (CI)
+#   OUTPOST_BIN=/tmp/outpost-a bash loadtest/run.sh pass   # an A/B: this node binary instead of the build
 #   PERF=1 bash loadtest/run.sh hello        # also profile the node (perf record, CPU clock) and
 #                                            # write the top symbols to loadtest/results/DATE.perf.txt
 #
@@ -176,7 +177,9 @@ TOML
 # profiles with profiles, not with plain runs).
 perf=()
 [ -n "${PERF:-}" ] && perf=(perf record -q -F 1999 -e cpu-clock -g -o "$work/perf.data" --)
-taskset -c "$server_cpu" "${perf[@]}" "$target_dir/$PROFILE/$node_bin" serve --config "$work/outpost.toml" >"$work/node.log" 2>&1 &
+node_path=${OUTPOST_BIN:-$target_dir/$PROFILE/$node_bin}
+[ -z "${OUTPOST_BIN:-}" ] || echo "loadtest: node binary $node_path (OUTPOST_BIN)"
+taskset -c "$server_cpu" "${perf[@]}" "$node_path" serve --config "$work/outpost.toml" >"$work/node.log" 2>&1 &
 echo $! > "$work/node.pid"
 taskset -c "$server_cpu" "$target_dir/$PROFILE/outpost-ceiling" "127.0.0.1:$ceiling_port" >"$work/ceiling.log" 2>&1 &
 echo $! > "$work/ceiling.pid"

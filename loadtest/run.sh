@@ -5,7 +5,9 @@
 #   bash loadtest/run.sh hello cache-1k      # just these
 #   DURATION=30s CONNECTIONS=128 bash loadtest/run.sh
 #   SMOKE=1 bash loadtest/run.sh             # 1 s per scenario, 8 connections, the tests' debug binary (CI)
-#   OUTPOST_BIN=/tmp/outpost-a bash loadtest/run.sh pass   # an A/B: this node binary instead of the build
+#   OUTPOST_BIN=/tmp/outpost-a bash loadtest/run.sh pass   # this node binary instead of the build
+#                                            # (loadtest/ab.sh interleaves two of them: an A/B)
+#   BENCH=0 bash loadtest/run.sh pass        # without the in-process micro-benchmark
 #   PERF=1 bash loadtest/run.sh hello        # also profile the node (perf record, CPU clock) and
 #                                            # write the top symbols to loadtest/results/DATE.perf.txt
 #
@@ -37,6 +39,10 @@
 # p99 µs of the node's request path without sockets), appended to the report.
 # Needs wrk, nginx, taskset, openssl and python3 (apt-get install wrk nginx-light util-linux).
 set -euo pipefail
+if [ -n "${OUTPOST_BIN:-}" ]; then
+    [ -x "$OUTPOST_BIN" ] || { echo "loadtest: OUTPOST_BIN=$OUTPOST_BIN is not an executable node binary" >&2; exit 2; }
+    OUTPOST_BIN=$(realpath "$OUTPOST_BIN")   # before the cd below
+fi
 cd "$(dirname "$0")/.."
 if [ -n "${SMOKE:-}" ]; then
     DURATION=${DURATION:-1s}; CONNECTIONS=${CONNECTIONS:-8}; PROFILE=${PROFILE:-debug}
@@ -285,9 +291,12 @@ if [ -n "${PERF:-}" ]; then
     echo "loadtest: profile in $report.perf.txt"
 fi
 python3 loadtest/report.py "$work" "$report" "$DURATION" "$CONNECTIONS" "$PROFILE" "${scenarios[@]}"
-# The in-process micro-benchmark, pinned like the node (a smoke run only checks it runs).
-iterations=20000; [ -n "${SMOKE:-}" ] && iterations=200
-{ echo; echo "## The request path in process (outpost-bench, no sockets)"; echo
-  taskset -c "$server_cpu" "$target_dir/$PROFILE/outpost-bench" --guests "$examples" --iterations "$iterations"
-} >> "$report.md"
-tail -n 8 "$report.md"
+# The in-process micro-benchmark, pinned like the node (a smoke run only checks it runs;
+# BENCH=0 skips it, as loadtest/ab.sh does: it measures the build, not OUTPOST_BIN).
+if [ "${BENCH:-1}" != 0 ]; then
+    iterations=20000; [ -n "${SMOKE:-}" ] && iterations=200
+    { echo; echo "## The request path in process (outpost-bench, no sockets)"; echo
+      taskset -c "$server_cpu" "$target_dir/$PROFILE/outpost-bench" --guests "$examples" --iterations "$iterations"
+    } >> "$report.md"
+    tail -n 8 "$report.md"
+fi

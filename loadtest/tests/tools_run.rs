@@ -1,6 +1,6 @@
 //! The load-test tools run: the in-process benchmark measures every scenario on the real
 //! example guests (a scenario that is not what it says, such as a cache hit that misses,
-//! is an error), and the ceiling server answers. Timings are printed, never asserted.
+//! is an error), the ceiling server answers, and the A/B summary reads run.sh's reports. Timings are printed, never asserted.
 //! Being an integration test also makes `cargo test --workspace` build these binaries, so
 //! the smoke load test reuses them.
 
@@ -72,4 +72,85 @@ fn both_ceiling_servers_answer() {
             "{mode}: {answer}"
         );
     }
+}
+
+/// One run.sh report with these outpost and nginx µs/req per scenario (the other columns
+/// as run.sh writes them).
+fn report(dir: &Path, name: &str, rows: &[(&str, f64, f64)]) -> String {
+    let mut text = String::from(
+        "# Outpost load test\n\n| scenario | server | requests/s | µs/req | p50 ms | p90 ms | p99 ms | p99.9 ms | errors | req/s vs nginx | p99 vs nginx |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for (scenario, outpost, nginx) in rows {
+        for (server, us) in [("outpost", outpost), ("nginx", nginx)] {
+            text.push_str(&format!(
+                "| {scenario} | {server} | 1,000 | {us:.1} | 1.00 | 2.00 | 3.00 | 4.00 | 0 | 1.00x | 1.00x |\n"
+            ));
+        }
+    }
+    text.push_str("\n| in-process scenario | median µs | p99 µs | requests |\n|---|---:|---:|---:|\n| hello, fresh instance | 9.0 | 9.0 | 200 |\n");
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn the_ab_summary_sets_interleaved_rounds_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    // Round 1: B 10% lower on pass, level on hello; round 2: the machine ran 20% slower for
+    // both sides (and for nginx), B again 10% lower on pass and this time lower on hello.
+    let reports = [
+        report(
+            dir.path(),
+            "a1.md",
+            &[("hello", 50.0, 4.0), ("pass", 100.0, 10.0)],
+        ),
+        report(
+            dir.path(),
+            "b1.md",
+            &[("hello", 50.0, 4.0), ("pass", 90.0, 10.0)],
+        ),
+        report(
+            dir.path(),
+            "a2.md",
+            &[("hello", 60.0, 4.8), ("pass", 120.0, 12.0)],
+        ),
+        report(
+            dir.path(),
+            "b2.md",
+            &[("hello", 54.0, 4.8), ("pass", 108.0, 12.0)],
+        ),
+    ];
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("ab.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .args(["old", "new"])
+        .args(&reports)
+        .output()
+        .expect("python3 runs loadtest/ab.py");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(
+            "| pass | 100.0/120.0 | 90.0/108.0 | 110.0 | 99.0 | -10.0% | 2 of 2 | -10.0% |"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("| hello | 50.0/60.0 | 50.0/54.0 | 55.0 | 52.0 | -5.5% | 1 of 2 | -5.0% |"),
+        "{text}"
+    );
+
+    // Reports that do not pair up are refused, not half-summed.
+    let odd = Command::new("python3")
+        .arg(&script)
+        .args(["old", "new"])
+        .args(&reports[..3])
+        .output()
+        .unwrap();
+    assert!(!odd.status.success());
+    assert!(String::from_utf8_lossy(&odd.stderr).contains("in pairs"));
 }

@@ -14,7 +14,9 @@ import sys
 def outpost_and_nginx(path):
     """{scenario: (outpost µs/req, nginx µs/req)} from one report's table."""
     rows = {}
-    for line in open(path):
+    with open(path) as report:
+        lines = report.readlines()
+    for line in lines:
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) != 11 or cells[1] not in ("outpost", "nginx"):
             continue
@@ -42,8 +44,7 @@ def main():
     if not scenarios:
         sys.exit("ab.py: no scenario is in every report")
     print(f"A = {label_a}\nB = {label_b}\n")
-    print(f"{len(rounds)} rounds; outpost's server CPU µs per request in each round")
-    print("(run order alternates: A then B, then B then A).\n")
+    print(f"{len(rounds)} rounds; outpost's server CPU µs per request in each round.\n")
     print("| scenario | A | B | A mean | B mean | B vs A | rounds B lower | B vs A, each ÷ its nginx |")
     print("|---|---|---|---:|---:|---:|---:|---:|")
     for s in scenarios:

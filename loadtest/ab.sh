@@ -41,7 +41,7 @@ for round in $(seq "$ROUNDS"); do
     reports+=("$ra" "$rb")
 done
 summary="loadtest/results/$(date -u +%Y-%m-%d-%H%M%S)-ab.md"
-{ echo "# A/B: ${scenarios[*]}, $ROUNDS rounds"; echo
+{ echo "# A/B: ${scenarios[*]}, $ROUNDS rounds, run order alternating (A B, then B A)"; echo
   python3 loadtest/ab.py "$a" "$b" "${reports[@]}"
 } > "$summary"
 cat "$summary"

@@ -1,6 +1,7 @@
 //! The load-test tools run: the in-process benchmark measures every scenario on the real
 //! example guests (a scenario that is not what it says, such as a cache hit that misses,
-//! is an error), the ceiling server answers, and the A/B summary reads run.sh's reports. Timings are printed, never asserted.
+//! is an error), the ceiling server answers, and the A/B summary reads run.sh's reports.
+//! Timings are printed, never asserted.
 //! Being an integration test also makes `cargo test --workspace` build these binaries, so
 //! the smoke load test reuses them.
 
@@ -93,6 +94,16 @@ fn report(dir: &Path, name: &str, rows: &[(&str, f64, f64)]) -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// `loadtest/ab.py old new REPORTS...`, as ab.sh runs it.
+fn summarize(reports: &[String]) -> std::process::Output {
+    Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("ab.py"))
+        .args(["old", "new"])
+        .args(reports)
+        .output()
+        .expect("python3 runs loadtest/ab.py")
+}
+
 #[test]
 fn the_ab_summary_sets_interleaved_rounds_side_by_side() {
     let dir = tempfile::tempdir().unwrap();
@@ -120,13 +131,7 @@ fn the_ab_summary_sets_interleaved_rounds_side_by_side() {
             &[("hello", 54.0, 4.8), ("pass", 108.0, 12.0)],
         ),
     ];
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("ab.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .args(["old", "new"])
-        .args(&reports)
-        .output()
-        .expect("python3 runs loadtest/ab.py");
+    let out = summarize(&reports);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -145,12 +150,7 @@ fn the_ab_summary_sets_interleaved_rounds_side_by_side() {
     );
 
     // Reports that do not pair up are refused, not half-summed.
-    let odd = Command::new("python3")
-        .arg(&script)
-        .args(["old", "new"])
-        .args(&reports[..3])
-        .output()
-        .unwrap();
+    let odd = summarize(&reports[..3]);
     assert!(!odd.status.success());
     assert!(String::from_utf8_lossy(&odd.stderr).contains("in pairs"));
 }

@@ -1,14 +1,18 @@
 //! Fills: going to the origin for a key and deciding what to keep.
 //!
-//! A fill runs in a task of its own, so a requester that leaves never aborts a fill other
-//! requests wait for. It sends the (conditional, when a stale object is at hand) request
-//! and then, by what comes back:
+//! A fill that other requests wait for (it leads a flight) or that nobody waits for (a
+//! stale-while-revalidate refresh) runs in a task of its own, so a requester that leaves
+//! never aborts it. A fill with no flight (the key is hit-for-miss, or the request fetches
+//! alone) runs in the requester's task up to the response head, and spawns a task only to
+//! stream a stored body in: an uncacheable pass then costs no task and no channel. A fill
+//! sends the (conditional, when a stale object is at hand) request and then, by what
+//! comes back:
 //! - an error or a 5xx within stale-if-error: the stale object answers;
 //! - `304` to a revalidation: the stored head is updated ([`EdgeCache::revalidated`]);
 //! - a storable answer: stored at once, waiters released at the head, the body streamed
-//!   in as it arrives while readers follow ([`EdgeCache::store_and_stream`]);
+//!   in as it arrives while readers follow ([`EdgeCache::store_head`], [`BodyFill`]);
 //! - anything else: handed to the requester that caused the fill alone, and the key
-//!   remembered as hit-for-miss.
+//!   remembered as hit-for-miss (for `cache.hit_for_miss` from the latest such answer).
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -102,6 +106,56 @@ impl FillRequest {
     }
 }
 
+/// The rest of a fill once its head is decided: a stored object's body, still to be
+/// streamed in from the origin while readers follow.
+struct BodyFill {
+    cache: Arc<EdgeCache>,
+    key: CacheKey,
+    object: Arc<Object>,
+    buffer: Arc<BodyBuffer>,
+    body: WasiBody,
+    expected_len: Option<u64>,
+    stored: bool,
+}
+
+impl BodyFill {
+    /// Streams the body into the object's buffer; drops the object from the store when
+    /// the body fails or outgrows `cache.max_object`.
+    async fn run(mut self) {
+        let cache = &self.cache;
+        let mut oversized = false;
+        let complete = loop {
+            match self.body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        let len = self.buffer.push(data);
+                        if !oversized && len > cache.settings.max_object_bytes {
+                            oversized = true;
+                            cache.store.remove_object(&self.key, &self.object);
+                        }
+                    }
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(key = %self.key, "origin body failed: {error}");
+                    break false;
+                }
+                None => break true,
+            }
+        };
+        self.buffer.finish(complete);
+        if !complete {
+            cache.store.remove_object(&self.key, &self.object);
+        } else if self.stored && !oversized && self.expected_len.is_none() {
+            // Weigh it again now that its size is known.
+            cache.store.reweigh(&self.key, &self.object);
+        }
+    }
+}
+
+/// A fill up to the origin's response head: the requester's answer, and the body still
+/// to stream in when the answer was stored.
+type FillHead = (FillReply, Option<BodyFill>);
+
 impl EdgeCache {
     /// Starts a stale-while-revalidate refresh unless one is already running.
     pub(crate) fn refresh_in_background(self: &Arc<Self>, fill: FillRequest) {
@@ -110,20 +164,36 @@ impl EdgeCache {
         };
         let cache = self.clone();
         tokio::spawn(async move {
-            let (reply_tx, _reply_rx) = oneshot::channel();
-            cache.fill(fill, Some(flight), reply_tx).await;
+            if let (_, Some(body)) = cache.fill(fill, Some(flight)).await {
+                body.run().await;
+            }
         });
     }
 
-    /// Runs a fill in its own task and waits for its reply.
+    /// Runs a fill and returns the requester's answer at the response head. A led fill
+    /// runs in a task of its own (its waiters must not depend on this requester staying);
+    /// one without a flight runs here and spawns only the streaming of a stored body.
     pub(crate) async fn start_fill(
         self: &Arc<Self>,
         fill: FillRequest,
         flight: Option<watch::Sender<FlightState>>,
     ) -> FillReply {
+        let Some(flight) = flight else {
+            let (reply, body) = self.fill(fill, None).await;
+            if let Some(body) = body {
+                tokio::spawn(body.run());
+            }
+            return reply;
+        };
         let (reply_tx, reply_rx) = oneshot::channel();
         let cache = self.clone();
-        tokio::spawn(async move { cache.fill(fill, flight, reply_tx).await });
+        tokio::spawn(async move {
+            let (reply, body) = cache.fill(fill, Some(flight)).await;
+            let _ = reply_tx.send(reply);
+            if let Some(body) = body {
+                body.run().await;
+            }
+        });
         reply_rx
             .await
             .unwrap_or(FillReply::Failed(HttpError::InternalError(Some(
@@ -131,13 +201,12 @@ impl EdgeCache {
             ))))
     }
 
-    /// Fetches from the origin, stores what may be stored, and streams the body in.
+    /// Fetches from the origin and stores what may be stored, up to the response head.
     async fn fill(
-        self: Arc<Self>,
+        self: &Arc<Self>,
         fill: FillRequest,
         flight: Option<watch::Sender<FlightState>>,
-        reply: oneshot::Sender<FillReply>,
-    ) {
+    ) -> FillHead {
         let key = fill.key.clone();
         let flight = FlightGuard::new(&self.flights, &key, flight);
         let purge_seq = self.purges.seq();
@@ -162,12 +231,10 @@ impl EdgeCache {
             Err(error) => {
                 if let Some(stale) = stale_on_error() {
                     flight.done(FlightState::Done(stale.clone(), CacheState::Stale));
-                    let _ = reply.send(FillReply::Served(stale, CacheState::Stale));
-                } else {
-                    flight.done(FlightState::NotStored);
-                    let _ = reply.send(FillReply::Failed(error));
+                    return (FillReply::Served(stale, CacheState::Stale), None);
                 }
-                return;
+                flight.done(FlightState::NotStored);
+                return (FillReply::Failed(error), None);
             }
             Ok(response) => response,
         };
@@ -176,8 +243,7 @@ impl EdgeCache {
             && let Some(stale) = stale_on_error()
         {
             flight.done(FlightState::Done(stale.clone(), CacheState::Stale));
-            let _ = reply.send(FillReply::Served(stale, CacheState::Stale));
-            return;
+            return (FillReply::Served(stale, CacheState::Stale), None);
         }
         // What the origin itself asked for storing this answer (a guest's
         // `cache-response`) wins over what the request brought along.
@@ -203,11 +269,9 @@ impl EdgeCache {
             } else {
                 FlightState::NotStored
             });
-            let _ = reply.send(FillReply::Served(object, state));
-            return;
+            return (FillReply::Served(object, state), None);
         }
-        self.store_and_stream(fill, response, &overrides, times, purge_seq, flight, reply)
-            .await;
+        self.store_head(fill, response, &overrides, times, purge_seq, flight)
     }
 
     /// Folds a 304 into the stale object's head (RFC 9111 section 4.3.4) and stores the
@@ -244,19 +308,18 @@ impl EdgeCache {
         (object, CacheState::Revalidated, stored)
     }
 
-    /// Stores a new answer if it may be stored and streams its body in, releasing waiters
-    /// at the head; an answer that may not be stored goes to the requester alone.
-    #[allow(clippy::too_many_arguments)]
-    async fn store_and_stream(
-        &self,
+    /// Stores a new answer if it may be stored, releasing waiters at the head, and hands
+    /// back its body to stream in; an answer that may not be stored goes to the requester
+    /// alone.
+    fn store_head(
+        self: &Arc<Self>,
         fill: FillRequest,
         response: http::Response<WasiBody>,
         overrides: &Overrides,
         (request_time, response_time): (SystemTime, SystemTime),
         purge_seq: u64,
         flight: FlightGuard<'_>,
-        reply: oneshot::Sender<FillReply>,
-    ) {
+    ) -> FillHead {
         let status = response.status();
         let decision = policy::storability(
             fill.key.layer(),
@@ -291,12 +354,11 @@ impl EdgeCache {
                 }
                 self.hit_for_miss.insert(fill.key.clone(), ());
                 flight.done(FlightState::NotStored);
-                let _ = reply.send(FillReply::Uncacheable(response));
-                return;
+                return (FillReply::Uncacheable(response), None);
             }
         };
 
-        let (parts, mut body) = response.into_parts();
+        let (parts, body) = response.into_parts();
         let mut stored_headers = parts.headers;
         for name in &strip {
             stored_headers.remove(name);
@@ -314,35 +376,17 @@ impl EdgeCache {
         let stored = self.insert(&fill.key, object.clone(), purge_seq);
         self.hit_for_miss.invalidate(&fill.key);
         flight.done(FlightState::Done(object.clone(), CacheState::Hit));
-        let _ = reply.send(FillReply::Served(object.clone(), CacheState::Miss));
-
-        // Stream the body in; readers follow along.
-        let mut oversized = false;
-        let complete = loop {
-            match body.frame().await {
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        let len = buffer.push(data);
-                        if !oversized && len > self.settings.max_object_bytes {
-                            oversized = true;
-                            self.store.remove_object(&fill.key, &object);
-                        }
-                    }
-                }
-                Some(Err(error)) => {
-                    tracing::warn!(key = %fill.key, "origin body failed: {error}");
-                    break false;
-                }
-                None => break true,
-            }
+        let reply = FillReply::Served(object.clone(), CacheState::Miss);
+        let body = BodyFill {
+            cache: self.clone(),
+            key: fill.key,
+            object,
+            buffer,
+            body,
+            expected_len,
+            stored,
         };
-        buffer.finish(complete);
-        if !complete {
-            self.store.remove_object(&fill.key, &object);
-        } else if stored && !oversized && expected_len.is_none() {
-            // Weigh it again now that its size is known.
-            self.store.reweigh(&fill.key, &object);
-        }
+        (reply, Some(body))
     }
 
     /// Stores `object` as a variant of `key` unless a purge since `purge_seq` covers it.

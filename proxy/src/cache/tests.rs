@@ -1,6 +1,6 @@
 //! The cache's orchestration against a scripted origin, in process: collapsing,
-//! stale-while-revalidate, stale-if-error, a purge during a fill, bodies that break off,
-//! and objects too large to keep. Timing comes from the script, not from a network.
+//! hit-for-miss, stale-while-revalidate, stale-if-error, a purge during a fill, bodies
+//! that break off, and objects too large to keep. Timing comes from the script, not from a network.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -127,7 +127,11 @@ async fn get(
         .fetch(&service, origin, request, overrides)
         .await
         .unwrap();
-    let body = response.into_body().collect().await.map(|c| c.to_bytes());
+    // A body nobody streams in would hang the test instead of failing it.
+    let body = tokio::time::timeout(Duration::from_secs(5), response.into_body().collect())
+        .await
+        .expect("the body ends within 5 s")
+        .map(|c| c.to_bytes());
     (state, body)
 }
 
@@ -155,6 +159,59 @@ async fn concurrent_misses_make_one_origin_request() {
     for (_, body) in answers {
         assert_eq!(body.unwrap(), "shared body");
     }
+}
+
+#[tokio::test]
+async fn hit_for_miss_requests_fetch_alone_until_the_answer_may_be_stored_again() {
+    let cache = cache(1 << 20);
+    let origin = Scripted::new(vec![
+        Reply::ok("mine alone", "private"),
+        Reply::ok("left behind", "private").after(Duration::from_millis(200)),
+        Reply::ok("yours alone", "private").after(Duration::from_millis(200)),
+        Reply::ok("yours alone", "private").after(Duration::from_millis(200)),
+        Reply::ok("shared again", "max-age=60"),
+    ]);
+    let (state, body) = get(&cache, &origin, Overrides::default()).await;
+    assert_eq!(
+        (state, body.unwrap()),
+        (CacheState::Miss, "mine alone".into())
+    );
+
+    // A requester that leaves its fill (there is no flight to lead) leaves nothing behind.
+    let left = tokio::time::timeout(
+        Duration::from_millis(20),
+        get(&cache, &origin, Overrides::default()),
+    );
+    assert!(left.await.is_err(), "the requester gave up first");
+
+    // Hit-for-miss: concurrent requests do not wait for each other, and none is served
+    // another's private answer.
+    let alone =
+        futures::future::join_all((0..2).map(|_| get(&cache, &origin, Overrides::default())));
+    let started = tokio::time::Instant::now();
+    for (state, body) in alone.await {
+        assert_eq!(
+            (state, body.unwrap()),
+            (CacheState::Miss, "yours alone".into())
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(390),
+        "the two fetches ran side by side, not one after the other"
+    );
+
+    // Once the origin's answer may be stored it is, and its body streams in whole.
+    let (state, body) = get(&cache, &origin, Overrides::default()).await;
+    assert_eq!(
+        (state, body.unwrap()),
+        (CacheState::Miss, "shared again".into())
+    );
+    let (state, body) = get(&cache, &origin, Overrides::default()).await;
+    assert_eq!(
+        (state, body.unwrap()),
+        (CacheState::Hit, "shared again".into())
+    );
+    assert_eq!(origin.calls(), 5);
 }
 
 #[tokio::test]

@@ -75,9 +75,11 @@ fn both_ceiling_servers_answer() {
     }
 }
 
-/// One run.sh report with these outpost and nginx µs/req per scenario (the other columns
-/// as run.sh writes them).
-fn report(dir: &Path, name: &str, rows: &[(&str, f64, f64)]) -> String {
+/// Per scenario: outpost's and nginx's µs/req in one report.
+type Rows<'a> = &'a [(&'a str, f64, f64)];
+
+/// One run.sh report with these rows (the other columns as run.sh writes them).
+fn report(dir: &Path, name: &str, rows: Rows) -> String {
     let mut text = String::from(
         "# Outpost load test\n\n| scenario | server | requests/s | µs/req | p50 ms | p90 ms | p99 ms | p99.9 ms | errors | req/s vs nginx | p99 vs nginx |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
@@ -109,28 +111,13 @@ fn the_ab_summary_sets_interleaved_rounds_side_by_side() {
     let dir = tempfile::tempdir().unwrap();
     // Round 1: B 10% lower on pass, level on hello; round 2: the machine ran 20% slower for
     // both sides (and for nginx), B again 10% lower on pass and this time lower on hello.
-    let reports = [
-        report(
-            dir.path(),
-            "a1.md",
-            &[("hello", 50.0, 4.0), ("pass", 100.0, 10.0)],
-        ),
-        report(
-            dir.path(),
-            "b1.md",
-            &[("hello", 50.0, 4.0), ("pass", 90.0, 10.0)],
-        ),
-        report(
-            dir.path(),
-            "a2.md",
-            &[("hello", 60.0, 4.8), ("pass", 120.0, 12.0)],
-        ),
-        report(
-            dir.path(),
-            "b2.md",
-            &[("hello", 54.0, 4.8), ("pass", 108.0, 12.0)],
-        ),
+    let rounds: [(&str, Rows); 4] = [
+        ("a1.md", &[("hello", 50.0, 4.0), ("pass", 100.0, 10.0)]),
+        ("b1.md", &[("hello", 50.0, 4.0), ("pass", 90.0, 10.0)]),
+        ("a2.md", &[("hello", 60.0, 4.8), ("pass", 120.0, 12.0)]),
+        ("b2.md", &[("hello", 54.0, 4.8), ("pass", 108.0, 12.0)]),
     ];
+    let reports = rounds.map(|(name, rows)| report(dir.path(), name, rows));
     let out = summarize(&reports);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
